@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up STAR lab on a fresh machine: system packages, the Python package with its test extras,
+# and the pinned llama.cpp runtime (built once into a cache outside git). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for pair in adb:adb bwrap:bubblewrap; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
+done
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: please install: ${need_apt[*]} (Debian package names)" >&2
+  fi
+fi
+
+# torch is pinned to 2.13.0 in pyproject.toml: an unpinned torch pulls a multi-GB CUDA build
+python -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,0 +1,98 @@
+"""The analytic cost model against hand computation and its own invariants."""
+
+from __future__ import annotations
+
+import pytest
+
+from star.cost import (
+    DeviceRoofline,
+    Quant,
+    analyze,
+    count_params,
+    decode_flops,
+    decode_seconds,
+    kv_bytes,
+    prefill_flops,
+    storage_type,
+    tensors,
+    ttft_seconds,
+    weight_bytes,
+)
+from star.genome import load_genome
+from tests.conftest import GENOMES
+
+LFM = load_genome(GENOMES / "lfm2-350m.yaml").to_spec()
+LLAMA = load_genome(GENOMES / "llama-3.2-1b.yaml").to_spec()
+MAMBA = load_genome(GENOMES / "mamba2-370m.yaml").to_spec()
+SWA = load_genome(GENOMES / "lfm2-350m-swa.yaml").to_spec()
+
+
+def test_block_layouts() -> None:
+    assert Quant.Q8_0.nbytes((64, 32)) == 64 * 34
+    assert Quant.Q4_0.nbytes((64, 32)) == 64 * 18
+    assert Quant.F16.nbytes((3, 5)) == 30
+    with pytest.raises(ValueError):
+        Quant.Q4_0.nbytes((3, 5))
+
+
+def test_storage_rule() -> None:
+    assert storage_type("layers.0.mixer.conv.weight", (1024, 1, 3), Quant.Q4_0) == Quant.F32
+    assert storage_type("layers.0.mixer_norm.weight", (1024,), Quant.Q8_0) == Quant.F32
+    assert storage_type("layers.0.ffn.up.weight", (4608, 1024), Quant.Q4_0) == Quant.Q4_0
+    assert storage_type("layers.0.ffn.down.weight", (64, 72), Quant.Q4_0) == Quant.F16
+    assert storage_type("embed.weight", (65536, 1024), Quant.F32) == Quant.F32
+
+
+def test_weight_bytes_by_hand_for_lfm2_350m() -> None:
+    counts = count_params(LFM)
+    small = sum(t.numel for t in tensors(LFM) if storage_type(t.name, t.shape, Quant.Q4_0)
+                == Quant.F32)
+    assert small == 16 * 2 * 1024 + 1024 + 10 * 3 * 1024 + 6 * 2 * 64
+    assert weight_bytes(LFM, Quant.F32) == 4 * counts.params
+    assert weight_bytes(LFM, Quant.F16) == 2 * (counts.params - small) + 4 * small
+    assert weight_bytes(LFM, Quant.Q4_0) == (counts.params - small) // 32 * 18 + 4 * small
+    assert weight_bytes(LFM, Quant.Q8_0) == (counts.params - small) // 32 * 34 + 4 * small
+
+
+def test_sliding_window_caps_kv() -> None:
+    assert kv_bytes(SWA, 2048) == kv_bytes(LFM, 2048)
+    assert kv_bytes(SWA, 32768) == kv_bytes(LFM, 4096)
+    assert kv_bytes(LFM, 32768) == 8 * kv_bytes(LFM, 4096)
+
+
+def test_flops() -> None:
+    # decode: ~2 flops per active matmul parameter, plus attention over the context
+    per_token = 2 * (count_params(LLAMA).non_embedding - 16 * 2 * 2048 - 2048
+                     + LLAMA.vocab_size * 2048)
+    attn = 4 * 32 * 64 * 16 * 4097
+    assert decode_flops(LLAMA, 4096) == pytest.approx(per_token + attn, rel=1e-9)
+    # prefill of C tokens: C matmul passes + causal attention sum
+    c = 512
+    assert prefill_flops(LLAMA, c) == pytest.approx(
+        per_token * c + 4 * 32 * 64 * 16 * c * (c + 1) / 2, rel=1e-9)
+    # recurrent models' decode cost does not grow with context
+    assert decode_flops(MAMBA, 32768) == decode_flops(MAMBA, 16)
+    assert decode_flops(LFM, 32768) > decode_flops(LFM, 16)
+
+
+def test_roofline() -> None:
+    phone = DeviceRoofline("phone", bandwidth=50e9, flops=200e9)
+    # decode at 32K on llama is dominated by weights + 1 GiB of f16 KV
+    d32 = decode_seconds(LLAMA, 32768, phone, Quant.Q4_0)
+    d4 = decode_seconds(LLAMA, 4096, phone, Quant.Q4_0)
+    assert d32 > d4 > 0
+    assert ttft_seconds(LLAMA, 32768, phone, Quant.Q4_0) > 8 * ttft_seconds(
+        LLAMA, 4096, phone, Quant.Q4_0)
+    # LFM2-1.2B vs Llama-3.2-1B: smaller KV -> faster decode at depth
+    lfm12 = load_genome(GENOMES / "lfm2-1.2b.yaml").to_spec()
+    assert decode_seconds(lfm12, 32768, phone, Quant.Q4_0) < d32
+
+
+def test_report_is_json_ready() -> None:
+    import json
+
+    doc = analyze(MAMBA).to_dict()
+    json.dumps(doc)
+    assert doc["kv_bytes_per_token"] == 0
+    # Mamba-2: conv tail (K-1) x (d_inner + 2GN) + H x P x N state, F32, 48 layers
+    assert doc["state_bytes"] == 48 * 4 * (3 * (2048 + 256) + 32 * 64 * 128)
