@@ -1,0 +1,85 @@
+"""GQA softmax attention, full or sliding-window, with optional QK-norm.
+
+Matches HF ``Lfm2Attention`` / llama.cpp ``lfm2`` and ``qwen3``: q/k/v projections without bias,
+per-head RMSNorm on q and k BEFORE RoPE, rotate-half RoPE, scale 1/sqrt(head_dim), causal.
+``n_heads * head_dim`` may differ from d_model (o_proj maps it back).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from star.genome.spec import AttentionSpec
+from star.nn.cache import KVCache
+from star.nn.norm import RMSNorm
+from star.nn.rope import apply_rope, rope_cos_sin
+
+
+class Attention(nn.Module):
+    """Causal GQA attention; ``spec.window`` > 0: key j visible to query t iff 0 <= t-j < window."""
+
+    def __init__(
+        self,
+        spec: AttentionSpec,
+        d_model: int,
+        *,
+        rope_theta: float,
+        norm_eps: float,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if spec.n_heads % spec.n_kv_heads:
+            raise ValueError(f"n_heads {spec.n_heads} not a multiple of n_kv {spec.n_kv_heads}")
+        self.spec = spec
+        self.rope_theta = rope_theta
+        self.q_proj = nn.Linear(d_model, spec.q_dim, bias=False, device=device, dtype=dtype)
+        self.k_proj = nn.Linear(d_model, spec.kv_dim, bias=False, device=device, dtype=dtype)
+        self.v_proj = nn.Linear(d_model, spec.kv_dim, bias=False, device=device, dtype=dtype)
+        self.o_proj = nn.Linear(spec.q_dim, d_model, bias=False, device=device, dtype=dtype)
+        if spec.qk_norm:
+            self.q_norm = RMSNorm(spec.head_dim, norm_eps, device=device, dtype=dtype)
+            self.k_norm = RMSNorm(spec.head_dim, norm_eps, device=device, dtype=dtype)
+
+    def new_state(self, batch_size: int) -> KVCache:
+        w = self.k_proj.weight
+        empty = torch.zeros(
+            batch_size, self.spec.n_kv_heads, 0, self.spec.head_dim, device=w.device, dtype=w.dtype
+        )
+        return KVCache(k=empty, v=empty.clone(), window=self.spec.window)
+
+    def forward(self, x: torch.Tensor, *, pos: int, state: KVCache | None = None) -> torch.Tensor:
+        """x (B, T, d) at absolute positions pos .. pos+T-1 -> (B, T, d)."""
+        spec = self.spec
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, spec.n_heads, spec.head_dim)  # (B, T, H, hd)
+        k = self.k_proj(x).view(b, t, spec.n_kv_heads, spec.head_dim)  # (B, T, KV, hd)
+        v = self.v_proj(x).view(b, t, spec.n_kv_heads, spec.head_dim)
+        if spec.qk_norm:
+            q = self.q_norm(q)
+            k = self.k_norm(k)
+        positions = torch.arange(pos, pos + t, device=x.device)
+        cos, sin = rope_cos_sin(positions, spec.head_dim, self.rope_theta, q.dtype)
+        q = apply_rope(q, cos, sin).transpose(1, 2)  # (B, H, T, hd)
+        k = apply_rope(k, cos, sin).transpose(1, 2)  # (B, KV, T, hd)
+        v = v.transpose(1, 2)  # (B, KV, T, hd)
+        if state is not None:
+            k, v = state.update(k, v)  # (B, KV, S, hd), S = cached + T
+        s = k.shape[2]
+        scale = 1.0 / math.sqrt(spec.head_dim)
+        gqa = spec.n_heads != spec.n_kv_heads
+        if s == t and spec.window <= 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
+        else:
+            key_pos = torch.arange(pos + t - s, pos + t, device=x.device)  # (S,)
+            dist = positions[:, None] - key_pos[None, :]  # (T, S)
+            mask = dist >= 0
+            if spec.window > 0:
+                mask = mask & (dist < spec.window)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
+        y = y.transpose(1, 2).reshape(b, t, spec.q_dim)  # (B, T, H*hd)
+        return self.o_proj(y)

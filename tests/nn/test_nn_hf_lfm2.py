@@ -1,0 +1,123 @@
+"""LFM2 equivalence with HF transformers ``Lfm2ForCausalLM`` (the reference implementation)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from nn_specs import lfm2_formula, lfm2_spec  # noqa: E402
+
+from star.nn import StarModel  # noqa: E402
+
+transformers = pytest.importorskip("transformers")
+
+LAYER_TYPES = ["conv", "conv", "full_attention", "conv", "full_attention"]
+ATTN = tuple(i for i, kind in enumerate(LAYER_TYPES) if kind == "full_attention")
+D, HEADS, KV, FF, V = 64, 4, 2, 96, 256
+
+# HF module name fragment -> ours (everything else maps by identical name)
+RENAMES = [
+    ("model.embed_tokens.", "embed."),
+    ("model.embedding_norm.", "final_norm."),
+    ("model.layers.", "layers."),
+    (".operator_norm.", ".mixer_norm."),
+    (".self_attn.out_proj.", ".mixer.o_proj."),
+    (".self_attn.q_layernorm.", ".mixer.q_norm."),
+    (".self_attn.k_layernorm.", ".mixer.k_norm."),
+    (".self_attn.", ".mixer."),
+    (".conv.conv.", ".mixer.conv."),
+    (".conv.in_proj.", ".mixer.in_proj."),
+    (".conv.out_proj.", ".mixer.out_proj."),
+    (".feed_forward.w1.", ".ffn.gate."),
+    (".feed_forward.w3.", ".ffn.up."),
+    (".feed_forward.w2.", ".ffn.down."),
+]
+
+
+def hf_to_ours(name: str) -> str:
+    for old, new in RENAMES:
+        name = name.replace(old, new)
+    return name
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[torch.nn.Module, StarModel]:
+    config = transformers.Lfm2Config(
+        vocab_size=V,
+        hidden_size=D,
+        intermediate_size=FF,
+        num_hidden_layers=len(LAYER_TYPES),
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV,
+        layer_types=LAYER_TYPES,
+        block_auto_adjust_ff_dim=False,
+        conv_L_cache=3,
+        tie_word_embeddings=True,
+        norm_eps=1e-5,
+        max_position_embeddings=512,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+    )
+    torch.manual_seed(0)
+    hf = transformers.Lfm2ForCausalLM(config).eval()
+    with torch.no_grad():  # O(1)-scale weights, so that every op moves the logits
+        for p in hf.parameters():
+            if p.ndim >= 2:
+                p.normal_(0.0, p.shape[-1] ** -0.5)
+            else:
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+    spec = lfm2_spec(
+        d=D, n_heads=HEADS, n_kv=KV, ff=FF, attn=ATTN, n_layers=len(LAYER_TYPES), vocab=V
+    )
+    ours = StarModel(spec).eval()
+    hf_state = {hf_to_ours(k): v for k, v in hf.state_dict().items() if k != "lm_head.weight"}
+    ours.load_state_dict(hf_state, strict=True)
+    return hf, ours
+
+
+def test_hf_names_map_one_to_one(pair: tuple[torch.nn.Module, StarModel]) -> None:
+    hf, ours = pair
+    mapped = {hf_to_ours(k) for k in hf.state_dict() if k != "lm_head.weight"}
+    assert mapped == set(ours.state_dict())
+
+
+def test_logits_match_hf(pair: tuple[torch.nn.Module, StarModel]) -> None:
+    hf, ours = pair
+    toks = torch.randint(0, V, (2, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = hf(input_ids=toks).logits
+        got = ours(toks)
+    assert ref.abs().max() > 1.0  # meaningful scale
+    assert (got - ref).abs().max().item() < 1e-4
+
+
+def test_cached_decode_matches_hf_forward(pair: tuple[torch.nn.Module, StarModel]) -> None:
+    """Our cached decode against HF's full forward over the same prefix + continuation."""
+    hf, ours = pair
+    toks = torch.randint(0, V, (1, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = hf(input_ids=toks).logits
+        cache = ours.new_cache(1)
+        got = torch.cat(
+            [ours(toks[:, :10], cache)] + [ours(toks[:, t : t + 1], cache) for t in range(10, 16)],
+            1,
+        )
+    assert (got - ref).abs().max().item() < 1e-4
+
+
+def test_param_count_matches_hf_and_formula(pair: tuple[torch.nn.Module, StarModel]) -> None:
+    hf, ours = pair
+    n_hf = sum(p.numel() for p in hf.parameters())
+    n_ours = sum(p.numel() for p in ours.parameters())
+    formula = lfm2_formula(
+        V=V,
+        d=D,
+        n_conv=len(LAYER_TYPES) - len(ATTN),
+        n_attn=len(ATTN),
+        n_kv=KV,
+        hd=D // HEADS,
+        ff=FF,
+    )
+    assert n_hf == n_ours == formula
