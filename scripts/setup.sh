@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pair in adb:adb bwrap:bubblewrap; do
+for pair in adb:adb bwrap:bubblewrap cmake:cmake g++:g++; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then
@@ -20,3 +20,13 @@ fi
 
 # torch is pinned to 2.13.0 in pyproject.toml: an unpinned torch pulls a multi-GB CUDA build
 python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# llama-cpp-python's Python API only (no compile: the library comes from our own build below,
+# through LLAMA_CPP_LIB_PATH); used to read logits in the equivalence tests
+if ! python -c "import llama_cpp" >/dev/null 2>&1; then
+  CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" python -m pip install -q \
+    --disable-pip-version-check llama-cpp-python==0.3.36
+fi
+
+# the pinned llama.cpp runtime, built once per host into ~/.cache/star-lab (idempotent)
+star runtime build

@@ -20,6 +20,8 @@ app = typer.Typer(
 # Modules that contribute commands. Add one line per new module.
 _COMMAND_MODULES = (
     "star.cli.genome",
+    "star.cli.runtime",
+    "star.cli.bench",
 )
 
 

@@ -1,0 +1,148 @@
+"""``star bench MODEL.gguf``: TTFT, decode latency and peak RSS per context on this machine.
+
+Exit codes: 0 every context measured (or out of memory, which is a result); 1 a context failed
+otherwise, or the runtime could not be built; 2 invalid input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from device_agents.llamacpp.commands import KV_CACHE_TYPES, BenchInputError, BenchSettings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def parse_contexts(text: str) -> list[int]:
+    """"4096,32768" or "4k,32k" (k = 1024) -> [4096, 32768]."""
+    contexts = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*([kK]?)\s*", part)
+        if not match:
+            raise BenchInputError(f"--contexts: {part.strip()!r} is not a positive integer")
+        value = int(match.group(1)) * (1024 if match.group(2) else 1)
+        if value < 1:
+            raise BenchInputError(f"--contexts: {part.strip()!r} is not a positive integer")
+        contexts.append(value)
+    return contexts
+
+
+def _default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def bench(
+    model: Annotated[Path, typer.Argument(help="GGUF model file")],
+    contexts: Annotated[str, typer.Option(help="context lengths, comma-separated")] = "4096,32768",
+    repeats: Annotated[int, typer.Option(help="timed repetitions per figure")] = 5,
+    threads: Annotated[int | None, typer.Option(help="threads (default: usable cores)")] = None,
+    n_gen: Annotated[int, typer.Option("--n-gen", help="tokens generated for decode")] = 32,
+    flash_attn: Annotated[str, typer.Option("--flash-attn", help="on | off")] = "off",
+    cache_type: Annotated[str, typer.Option("--cache-type", help="KV cache type, K and V")] = "f16",
+    cpu_mask: Annotated[str | None, typer.Option("--cpu-mask", help="llama-bench -C mask")] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds per llama-bench process")] = None,
+    llama_bench: Annotated[
+        Path | None, typer.Option("--llama-bench", help="use this binary, not the pinned build")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the BenchReport JSON")] = False,
+) -> None:
+    """Measure a GGUF with stock llama-bench: TTFT, decode ms/token and peak RSS per context."""
+    from device_agents.llamacpp.commands import validate_model
+    from device_agents.llamacpp.flags import UnsupportedFlagError
+    from device_agents.llamacpp.local import run_local_bench
+
+    try:
+        if flash_attn not in ("on", "off"):
+            raise BenchInputError(f"--flash-attn must be on or off, got {flash_attn!r}")
+        if cache_type not in KV_CACHE_TYPES:
+            raise BenchInputError(
+                f"--cache-type {cache_type!r} is not one of {', '.join(KV_CACHE_TYPES)}"
+            )
+        if cpu_mask is not None and not re.fullmatch(r"(0x)?[0-9a-fA-F]+", cpu_mask):
+            raise BenchInputError(f"--cpu-mask {cpu_mask!r} is not a hex mask")
+        settings = BenchSettings(
+            threads=threads or _default_threads(), n_gen=n_gen, repetitions=repeats,
+            flash_attn=flash_attn == "on", cache_type_k=cache_type, cache_type_v=cache_type,
+            cpu_mask=cpu_mask,
+        )
+        wanted = parse_contexts(contexts)
+        validate_model(model, wanted, n_gen=n_gen)  # before any (possibly slow) build
+    except BenchInputError as exc:
+        raise _fail(str(exc)) from None
+
+    build_flags: list[str] = []
+    commit: str | None = None
+    if llama_bench is None:
+        from star.runtime import RuntimeBuildError, ensure_runtime
+
+        try:
+            runtime = ensure_runtime()
+        except RuntimeBuildError as exc:
+            raise _fail(str(exc), 1) from None
+        llama_bench, build_flags, commit = runtime.llama_bench, list(runtime.build_flags), \
+            runtime.commit
+    elif not llama_bench.is_file():
+        raise _fail(f"llama-bench not found: {llama_bench}")
+
+    try:
+        report = run_local_bench(model, wanted, settings, llama_bench, build_flags=build_flags,
+                                 commit=commit, timeout_s=timeout)
+    except (BenchInputError, UnsupportedFlagError) as exc:
+        raise _fail(str(exc)) from None
+
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        _print_table(model, report)
+    if any(c.error is not None for c in report.contexts):
+        raise typer.Exit(1)
+
+
+def _print_table(model: Path, report: object) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from device_agents.schemas import BenchReport, Stat
+
+    assert isinstance(report, BenchReport)
+    rt = report.runtime
+
+    def fmt(stat: Stat | None) -> str:
+        return "-" if stat is None else f"{stat.median:,.2f} ± {stat.stddev:,.2f}"
+
+    table = Table(title=f"{model.name}  ({report.model_bytes / 2**20:,.1f} MiB)")
+    for column in ("context", "TTFT ms", "prefill tok/s", "decode ms/tok", "decode tok/s",
+                   "peak RSS MiB", "status"):
+        table.add_column(column, justify="right" if column != "status" else "left")
+    for c in report.contexts:
+        prefill = f"{c.context / c.ttft_ms.median * 1000:,.0f}" if c.ttft_ms else "-"
+        decode = (f"{1000 / c.decode_ms_per_token.median:,.1f}"
+                  if c.decode_ms_per_token and c.decode_ms_per_token.median > 0 else "-")
+        rss = f"{c.peak_rss_bytes / 2**20:,.1f}" if c.peak_rss_bytes else "-"
+        status = "OOM" if c.oom else (c.error or "ok")
+        table.add_row(str(c.context), fmt(c.ttft_ms), prefill, fmt(c.decode_ms_per_token),
+                      decode, rss, status)
+    console = Console()
+    console.print(table)
+    console.print(
+        f"llama.cpp {rt.llama_cpp_commit} | threads {rt.threads}"
+        f"{f' mask {rt.cpu_mask}' if rt.cpu_mask else ''} | flash-attn "
+        f"{'on' if rt.flash_attn else 'off'} | KV {rt.cache_type_k}/{rt.cache_type_v} | "
+        f"mmap {'on' if rt.mmap else 'off'} | n_gen {rt.n_gen} | reps {rt.repetitions} | "
+        f"{rt.cpu_model}"
+    )

@@ -1,0 +1,61 @@
+"""``star runtime build`` / ``star runtime info``: the pinned llama.cpp build on this host."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+runtime_app = typer.Typer(
+    help="The pinned llama.cpp runtime (built once per host into the cache).",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(runtime_app, name="runtime")
+
+
+def _print_info(info_dict: dict[str, object]) -> None:
+    for key in ("version", "commit", "build_number", "llama_bench", "llama_quantize",
+                "llama_completion", "lib_dir", "cpu_model", "root"):
+        typer.echo(f"{key + ':':18}{info_dict[key]}")
+    typer.echo(f"{'build_flags:':18}{' '.join(info_dict['build_flags'])}")  # type: ignore[arg-type]
+
+
+@runtime_app.command("build")
+def build(
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="parallel compile jobs")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="stream cmake output")] = False,
+) -> None:
+    """Fetch the pinned llama.cpp source, build it (once), print the binaries and the commit."""
+    from star.runtime import RuntimeBuildError, build_dir, ensure_runtime, read_marker
+
+    if read_marker() is None:
+        typer.echo(f"building llama.cpp into {build_dir()} (a few minutes; log: build.log)",
+                   err=True)
+    try:
+        info = ensure_runtime(jobs=jobs, log=verbose)
+    except RuntimeBuildError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    _print_info(info.to_dict())
+
+
+@runtime_app.command("info")
+def info(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Show the build on this host (commit, flags, binary paths) without building."""
+    from star.runtime import build_dir, read_marker
+
+    found = read_marker()
+    if found is None:
+        typer.echo(f"error: llama.cpp is not built on this host ({build_dir()}); "
+                   "run `star runtime build`", err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(found.to_dict(), indent=2))
+    else:
+        _print_info(found.to_dict())
