@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "star.cli.genome",
     "star.cli.runtime",
     "star.cli.bench",
+    "star.cli.export",
 )
 
 

@@ -1,0 +1,161 @@
+"""``star export`` (genome -> GGUF for stock llama.cpp) and ``star runtimes`` (targets)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from star.cli.errors import fail, user_errors
+
+
+class ScaleChoice(StrEnum):
+    deploy = "deploy"  # the genome's own size
+    proxy = "proxy"  # star.genome.PROXY: small width and vocabulary, same architecture
+
+
+class QuantChoice(StrEnum):
+    f32 = "f32"
+    f16 = "f16"
+    q8_0 = "q8_0"
+    q4_0 = "q4_0"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+    app.command("runtimes")(runtimes)
+
+
+def load_spec(genome: Path, scale: ScaleChoice) -> Any:
+    """The ``ArchSpec`` of a genome YAML at the requested scale."""
+    from star.genome import PROXY, load_genome, scale_spec
+
+    spec = load_genome(genome).to_spec()
+    return scale_spec(spec, PROXY) if scale == ScaleChoice.proxy else spec
+
+
+def load_weights(path: Path) -> dict[str, Any]:
+    """A torch checkpoint: a state dict, or a dict holding one under "model" / "state_dict"."""
+    import torch
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(hasattr(v, "shape") for v in obj.values()):
+        fail(f"{path}: not a state dict (nor a dict with 'model' / 'state_dict')")
+    return obj
+
+
+def export(
+    genome: Annotated[Path, typer.Argument(help="genome YAML", exists=True, dir_okay=False)],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="GGUF file to write")
+    ] = None,
+    quant: Annotated[QuantChoice, typer.Option(help="weight type")] = QuantChoice.f32,
+    scale: Annotated[ScaleChoice, typer.Option(help="deploy: genome size; proxy: small")] = (
+        ScaleChoice.deploy
+    ),
+    weights: Annotated[
+        Path | None, typer.Option(help="torch checkpoint of a StarModel at this scale")
+    ] = None,
+    random_seed: Annotated[
+        int | None, typer.Option(help="random weights from this seed (default 0)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="check and validate only")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Export a genome to a GGUF that a stock llama.cpp runs exactly (checked before writing)."""
+    from star.export import ExportError, UnsupportedGenome, plan_export, write_plan
+
+    if weights is not None and random_seed is not None:
+        fail("give --weights or --random-seed, not both")
+    if output is None and not dry_run:
+        fail("missing --output / -o (or use --dry-run)")
+    with user_errors():
+        spec = load_spec(genome, scale)
+    try:
+        from star.export import check_exportable
+
+        check_exportable(spec)  # before building a possibly large model
+        if weights is not None:
+            state: Any = load_weights(weights)
+            source = str(weights)
+        else:
+            import torch
+
+            from star.nn import StarModel
+
+            seed = 0 if random_seed is None else random_seed
+            state = StarModel(spec, device="cpu", dtype=torch.float32, seed=seed)
+            source = f"random (seed {seed})"
+        plan = plan_export(spec, state, quant=quant.value, name=spec.name)
+        if dry_run:
+            result: dict[str, Any] = {
+                "arch": plan.arch, "n_tensors": len(plan.tensors), "quant": plan.quant.value,
+                "tokenizer": plan.tokenizer, "written": False,
+            }  # fmt: skip
+        else:
+            assert output is not None
+            result = write_plan(plan, output).to_dict()
+    except UnsupportedGenome as exc:
+        fail(f"{genome}: not exportable: {exc}")
+    except ExportError as exc:
+        fail(f"{genome}: export failed: {exc}")
+    result.update({"genome": str(genome), "scale": scale.value, "weights": source})
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+    if plan.tokenizer == "none":
+        typer.echo(
+            f"note: vocabulary {spec.vocab_size} < 259: tokenizer 'none' (token ids only, no text)",
+            err=True,
+        )
+
+
+def runtimes(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Stock llama.cpp architectures the exporter writes, and what each runs exactly."""
+    from star.export import supported_targets
+
+    targets = supported_targets()
+    if as_json:
+        typer.echo(json.dumps([t.to_dict() for t in targets], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="export targets (stock llama.cpp architectures)", show_lines=True)
+    table.add_column("arch", no_wrap=True, style="bold")
+    table.add_column("token mixers", min_width=14)
+    table.add_column("channel mixers", min_width=14)
+    table.add_column("norms")
+    table.add_column("RoPE", max_width=22)
+    table.add_column("constraints", min_width=48, ratio=1)
+    for t in targets:
+        table.add_row(
+            t.name,
+            "\n".join(t.token_mixers),
+            "\n".join(t.channel_mixers),
+            "\n".join(t.norms),
+            t.rope,
+            "\n".join(f"- {c}" for c in t.constraints),
+        )
+    Console(width=None if sys.stdout.isatty() else 150).print(table)
+    typer.echo(
+        "not exportable anywhere: linear attention, LayerNorm, short conv mixed with Mamba-2, "
+        "MoE outside lfm2moe",
+        err=True,
+    )
