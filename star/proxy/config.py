@@ -1,0 +1,157 @@
+"""``ProxyConfig``: what a proxy training run does (the ``proxy:`` section of lab_config.yaml).
+
+Defaults follow MAD (Poli et al. 2024; FACTS.md): the six synthetic tasks at their baseline
+settings, batch 128, AdamW with a cosine schedule, plus a real-text component (validation loss
+on a locally tokenized corpus). ``scale`` shrinks every task for CPU and CI runs;
+``ProxyConfig.quick()`` is the CPU preset. Every field here is plain data (JSON/YAML
+round-trips), so a config travels to worker processes and Ray workers unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TaskName = Literal[
+    "in_context_recall",
+    "fuzzy_recall",
+    "noisy_recall",
+    "selective_copying",
+    "compression",
+    "memorization",
+    "text",
+]
+MAD_TASKS: tuple[TaskName, ...] = (
+    "in_context_recall",
+    "fuzzy_recall",
+    "noisy_recall",
+    "selective_copying",
+    "compression",
+    "memorization",
+)
+ALL_TASKS: tuple[TaskName, ...] = (*MAD_TASKS, "text")
+
+
+class TaskParams(BaseModel):
+    """Per-task overrides of the MAD baseline; ``None`` keeps the task's default (tasks.py).
+
+    Sizes given here are used as is (``ProxyConfig.scale`` applies only to defaults).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vocab_size: int | None = Field(default=None, ge=4)
+    seq_len: int | None = Field(default=None, ge=4)
+    n_train: int | None = Field(default=None, ge=1)
+    n_test: int | None = Field(default=None, ge=1)
+    noise_vocab_size: int | None = Field(default=None, ge=0)
+    frac_noise: float | None = Field(default=None, ge=0.0, lt=1.0)
+    motif_size: int | None = Field(default=None, ge=1)  # fuzzy recall: key/value motif length
+    n_copy: int | None = Field(default=None, ge=1)  # selective copying: tokens to copy
+
+
+class TextSettings(BaseModel):
+    """The real-text component: corpus, byte budget, tokenizer cache, window length."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # A text file, a JSONL file (``text`` field) or a directory of them; None = the installed
+    # CPython's standard library (.py sources + pydoc_data/topics.py prose), present offline.
+    corpus: Path | None = None
+    # Bytes read from the corpus in all (train + validation); bounds reading and BPE time.
+    max_bytes: int = Field(default=4 * 1024 * 1024, ge=16 * 1024)
+    # Share of documents (by hash of their id) that go to validation.
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    seq_len: int = Field(default=256, ge=8)  # tokens per training/validation window
+    max_val_windows: int = Field(default=128, ge=1)  # windows scored for validation loss
+    cache_dir: Path | None = None  # default: ~/.cache/star-lab (tokenizers/ below it)
+
+
+class ProxyConfig(BaseModel):
+    """A proxy training run: tasks, their size, optimiser, budgets, and where it runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Components trained (each on a fresh model from the same seed, as MAD trains one model per
+    # task); "text" is the real-text perplexity component.
+    tasks: tuple[TaskName, ...] = ALL_TASKS
+    task_params: dict[TaskName, TaskParams] = Field(default_factory=dict)
+    # Shrinks task defaults for CPU/CI: example counts scale linearly (floored), sequence
+    # lengths with sqrt(scale) so that the tasks keep their structure; text bytes and window
+    # length shrink likewise.
+    scale: float = Field(default=1.0, gt=0.0, le=1.0)
+    # Seed of the synthetic data and the text split: identical for every candidate of a search,
+    # so candidates differ only by architecture and their own (training) seed.
+    data_seed: int = Field(default=0, ge=0)
+    text: TextSettings = Field(default_factory=TextSettings)
+
+    # Proxy width of a genome (star.genome.scale presets) when a deployment spec is given.
+    model_scale: Literal["tiny", "proxy"] = "proxy"
+
+    # Optimisation, per component (MAD: AdamW, cosine; lr grid 1e-4..1e-3, wd 0 or 0.1).
+    steps: int = Field(default=500, ge=1)  # optimizer steps per component
+    batch_size: int = Field(default=128, ge=1)
+    lr: float = Field(default=5e-4, gt=0.0)
+    min_lr_ratio: float = Field(default=0.1, ge=0.0, le=1.0)  # cosine floor, as a share of lr
+    warmup_frac: float = Field(default=0.05, ge=0.0, lt=1.0)  # linear warmup share of steps
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = Field(default=1.0, gt=0.0)
+    eval_batch_size: int = Field(default=256, ge=1)
+    # Whole-run wall-time budget (all components); each component gets an equal share of what
+    # is left. None = steps only.
+    wall_time_s: float | None = Field(default=None, gt=0.0)
+
+    # Where: "auto" = cuda if available else cpu. bf16 autocast on CUDA when amp is on.
+    device: str = "auto"
+    amp: bool = True
+    # Intra-op threads of one training (None: torch's default in-process; the pool divides the
+    # cores among its workers).
+    threads: int | None = Field(default=None, ge=1)
+
+    # Parallel execution (ProxyPool): local worker processes, or a Ray cluster when set
+    # ("auto" = the cluster this machine belongs to, "ray://host:10001" = a remote one).
+    workers: int | None = Field(default=None, ge=1)  # None: cores // threads, at least 1
+    ray_address: str | None = None
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, v: tuple[TaskName, ...]) -> tuple[TaskName, ...]:
+        if not v:
+            raise ValueError("at least one task must be enabled")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate task names in {list(v)}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v != "auto" and not (v in ("cpu", "mps", "cuda") or v.startswith("cuda:")):
+            raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, not {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _params_for_enabled(self) -> ProxyConfig:
+        if "text" in self.task_params:
+            raise ValueError("task_params.text: text is configured in the `text` section")
+        return self
+
+    @property
+    def mad_tasks(self) -> tuple[TaskName, ...]:
+        return tuple(t for t in self.tasks if t != "text")
+
+    @classmethod
+    def quick(cls, **overrides: object) -> ProxyConfig:
+        """CPU preset: every task at scale 0.1, small batches, 200 steps per component."""
+        base: dict[str, object] = {
+            "scale": 0.1,
+            "steps": 200,
+            "batch_size": 32,
+            "lr": 1e-3,
+            "eval_batch_size": 128,
+            "model_scale": "tiny",
+        }
+        base.update(overrides)
+        return cls.model_validate(base)

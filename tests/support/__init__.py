@@ -1,0 +1,1 @@
+"""Test support shared across test folders: the emulated phone and a private adb server."""
