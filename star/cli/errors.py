@@ -9,7 +9,8 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: an error is one line however narrow the terminal, so it can be grepped
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class UserError(Exception):
