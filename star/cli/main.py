@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "star.cli.runtime",
     "star.cli.bench",
     "star.cli.export",
+    "star.cli.lab",
     "star.cli.proxy",
 )
 

@@ -1,0 +1,118 @@
+"""The Android runner: a phone over adb, measured by the pushed llama-bench.
+
+Wraps ``device_agents.android.AndroidDevice``: every call re-discovers the phone (it may have
+been unplugged since), ``DeviceGone`` becomes the agent's ``DeviceLost`` (the phone is reported
+offline and the job goes back to the queue), and errors that no retry can fix (the model or the
+binary is refused) become ``JobBroken``. Timeouts derive from the job: each llama-bench process
+gets ``seconds_per_rep`` per repetition, the whole job a deadline shorter than nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import adbutils
+
+from device_agents.agent import DeviceLost, JobBroken
+from device_agents.android import (
+    AndroidDevice,
+    BenchSetupError,
+    DeviceGone,
+    DeviceProfile,
+    TransferError,
+)
+from device_agents.llamacpp import BenchInputError, BenchSettings, GGUFError, UnsupportedFlagError
+from device_agents.protocol import JobSpec
+from device_agents.schemas import BenchReport, DeviceProperties
+
+log = logging.getLogger(__name__)
+
+
+def runtime_files(llama_bench: Path, libs: Path | None = None) -> list[Path]:
+    """The files pushed to the phone: llama-bench and the shared libraries it loads."""
+    files = [Path(llama_bench).expanduser()]
+    if libs is not None:
+        files += sorted(p for p in Path(libs).expanduser().glob("*.so*") if p.is_file())
+    return files
+
+
+class AndroidRunner:
+    kind = "android"
+
+    def __init__(
+        self,
+        client: adbutils.AdbClient,
+        serial: str,
+        *,
+        files: Sequence[Path],
+        profile: DeviceProfile | None = None,
+        build_flags: Sequence[str] = (),
+        seconds_per_rep: float = 300.0,
+    ) -> None:
+        self.client = client
+        self.serial = serial
+        self.files = list(files)
+        self.profile = profile or DeviceProfile()
+        self.build_flags = tuple(build_flags)
+        self.seconds_per_rep = seconds_per_rep
+
+    @classmethod
+    def connect(
+        cls,
+        serial: str,
+        *,
+        adb_host: str = "127.0.0.1",
+        adb_port: int = 5037,
+        files: Sequence[Path],
+        profile: DeviceProfile | None = None,
+    ) -> AndroidRunner:
+        return cls(adbutils.AdbClient(host=adb_host, port=adb_port), serial, files=files,
+                   profile=profile)  # fmt: skip
+
+    def _device(self) -> AndroidDevice:
+        try:
+            return AndroidDevice.discover(self.client, self.serial, self.profile)
+        except DeviceGone as exc:
+            raise DeviceLost(str(exc)) from exc
+
+    def available(self) -> bool:
+        try:
+            return AndroidDevice(self.client, self.serial, self.profile).state() == "device"
+        except (DeviceGone, adbutils.AdbError, OSError):
+            return False
+
+    def properties(self) -> DeviceProperties:
+        try:
+            return self._device().properties()
+        except DeviceGone as exc:
+            raise DeviceLost(str(exc)) from exc
+
+    def measure(self, model_path: Path, job: JobSpec, cancel: threading.Event) -> BenchReport:
+        device = self._device()
+        settings = BenchSettings(
+            threads=self.profile.threads or 1,  # replaced by the phone's pinning
+            n_gen=job.n_gen,
+            repetitions=job.repetitions,
+        )
+        per_process = self.seconds_per_rep * job.repetitions
+        try:
+            return device.run_bench(
+                model_path,
+                job.contexts,
+                settings,
+                runtime_files=self.files,
+                job_id=f"job-{job.job_id}-{job.attempt}",
+                timeout_s=per_process,
+                job_deadline_s=per_process * 2 * len(job.contexts)
+                + self.profile.cool_down_timeout_s * 2 * len(job.contexts),
+                build_flags=self.build_flags,
+            )
+        except DeviceGone as exc:
+            raise DeviceLost(str(exc)) from exc
+        except (BenchInputError, UnsupportedFlagError, GGUFError, BenchSetupError) as exc:
+            raise JobBroken(str(exc)) from exc
+        except TransferError as exc:  # storage full, read-only path: this phone, this job
+            raise RuntimeError(f"transfer to {self.serial} failed: {exc}") from exc

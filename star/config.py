@@ -1,0 +1,200 @@
+"""Lab configuration: ``lab_config.yaml`` overlaid by ``STAR_*`` environment variables.
+
+One small pydantic-settings model, grouped by concern (``coordinator``, ``agent``); new concerns
+(the search settings) are added as another nested section. Precedence, highest first: keyword
+arguments to ``load_settings``, environment (``STAR_DATABASE_URL``, ``STAR_COORDINATOR_URL``,
+``STAR_DEVICE_TOKEN``, nested as ``STAR_COORDINATOR__LEASE_SECONDS``), the YAML file, the defaults.
+
+The YAML file is ``$STAR_CONFIG`` if set, else ``./lab_config.yaml`` when it exists. Unknown keys
+are ignored so that one file can also carry sections read by other tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("lab_config.yaml")
+_config_file: ContextVar[Path | None] = ContextVar("star_config_file", default=None)
+_read_files: ContextVar[bool] = ContextVar("star_read_config_files", default=True)
+
+
+class CoordinatorSettings(BaseModel):
+    """The coordinator (``star serve``): the ``coordinator:`` section of lab_config.yaml."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    url: str = "http://127.0.0.1:8765"  # what agents and the CLI talk to
+    host: str = "127.0.0.1"  # what `star serve` binds
+    port: int = Field(default=8765, ge=0, le=65535)
+    artifact_dir: Path | None = None  # default: <data_dir>/artifacts
+    # An agent that stops heartbeating loses its job after this long; heartbeats come every
+    # agent.heartbeat_interval_s, so keep this a few heartbeats long.
+    lease_seconds: float = Field(default=60.0, gt=0)
+    # Expired or failed leases before a job fails for good (with the last reason).
+    max_attempts: int = Field(default=3, ge=1)
+    # The reaper also runs on every lease call; this is the period of the background sweep.
+    reaper_interval_s: float = Field(default=5.0, gt=0)
+    # A device not heard from for this long is shown offline.
+    device_offline_after_s: float = Field(default=120.0, gt=0)
+    # Measurements taken hotter than this (max zone, before or after) are flagged hot.
+    hot_celsius: float = 45.0
+    # Measurements whose stddev / median exceeds this are flagged noisy.
+    noisy_cv: float = Field(default=0.10, ge=0)
+    max_artifact_bytes: int = Field(default=8 * 1024**3, gt=0)
+    # Threads that run request handlers (and hold database sessions) per server process.
+    threads: int = Field(default=8, ge=1, le=256)
+    # Seconds a device token stays authenticated without a database look-up (0: every call).
+    auth_cache_s: float = Field(default=2.0, ge=0)
+
+
+class AgentSettings(BaseModel):
+    """A device agent (``star agent run``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    spool_dir: Path | None = None  # default: <data_dir>/spool/<device>
+    work_dir: Path | None = None  # default: <data_dir>/work/<device>; artifacts land here
+    poll_interval_s: float = Field(default=5.0, gt=0)  # idle wait when no job is queued
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    backoff_cap_s: float = Field(default=60.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    llama_bench_path: Path | None = None  # default: star.runtime.ensure_runtime().llama_bench
+    threads: int | None = Field(default=None, gt=0)  # default: the runner decides
+    n_gen: int = Field(default=32, gt=0)  # tokens generated for the decode figure
+    adb_host: str = "127.0.0.1"
+    adb_port: int = 5037
+
+
+class AndroidSettings(BaseModel):
+    """Phones: the ``android:`` section of lab_config.yaml (arm64 llama.cpp built with the NDK)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    llama_bench: Path = Path("~/star-lab/android-arm64/bin/llama-bench")
+    libs: Path | None = Path("~/star-lab/android-arm64/lib")
+    remote_dir: str = "/data/local/tmp/star"
+    cool_down_below_c: float = 45.0  # wait until every thermal zone is below this before a run
+    cool_down_timeout_s: float = Field(default=600.0, ge=0)
+    threads: int | None = Field(default=None, gt=0)  # default: the big cores detected
+    cpu_mask: str | None = None  # llama-bench -C mask; default: the big cores detected
+
+
+class LabSettings(BaseSettings):
+    """Everything a lab process reads from lab_config.yaml / ``STAR_*``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STAR_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    data_dir: Path = Path(".star")
+    database_url: str | None = None  # default: sqlite:///<data_dir>/star.db
+    artifact_store: Path | None = None  # default: coordinator.artifact_dir, <data_dir>/artifacts
+    coordinator_url: str | None = None  # STAR_COORDINATOR_URL; default: coordinator.url
+    admin_token: SecretStr | None = None  # operators: star device register/list/retire
+    device_token: SecretStr | None = None  # agents: the per-device token from registration
+    coordinator: CoordinatorSettings = Field(default_factory=CoordinatorSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    android: AndroidSettings = Field(default_factory=AndroidSettings)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> LabSettings:
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.data_dir / 'star.db'}"
+        if self.artifact_store is None:
+            self.artifact_store = self.coordinator.artifact_dir or self.data_dir / "artifacts"
+        if self.coordinator_url is None:
+            self.coordinator_url = self.coordinator.url
+        return self
+
+    @property
+    def url(self) -> str:
+        """The coordinator's URL, as agents and the CLI reach it."""
+        assert self.coordinator_url is not None  # set by the validator
+        return self.coordinator_url
+
+    @property
+    def db_url(self) -> str:
+        assert self.database_url is not None  # set by the validator
+        return self.database_url
+
+    @property
+    def store_dir(self) -> Path:
+        assert self.artifact_store is not None  # set by the validator
+        return self.artifact_store
+
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin_token"
+
+    def resolve_admin_token(self, *, create: bool = False) -> str | None:
+        """The configured admin token, else the one kept in <data_dir>/admin_token; with
+        ``create`` (``star serve``), a missing one is generated there (mode 0600)."""
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value()
+        path = self.admin_token_file()
+        if path.is_file():
+            return path.read_text().strip() or None
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(32)
+        path.touch(mode=0o600)
+        path.write_text(token + "\n")
+        logging.getLogger(__name__).warning("no admin token configured: generated %s", path)
+        return token
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file() if _read_files.get() else None
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def config_file() -> Path | None:
+    """The YAML file in force: the one passed to ``load_settings``, ``$STAR_CONFIG``, or
+    ``./lab_config.yaml`` if it exists."""
+    explicit = _config_file.get()
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("STAR_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(
+    config: Path | None = None, *, read_files: bool = True, **overrides: Any
+) -> LabSettings:
+    """Read the settings; ``config`` names the YAML file (it must exist when given).
+    ``read_files=False`` ignores every YAML file (environment and overrides only)."""
+    if config is not None and not Path(config).is_file():
+        raise FileNotFoundError(f"config file {config} does not exist")
+    token = _config_file.set(Path(config) if config is not None else None)
+    files = _read_files.set(read_files)
+    try:
+        return LabSettings(**overrides)
+    finally:
+        _read_files.reset(files)
+        _config_file.reset(token)

@@ -1,0 +1,149 @@
+"""Runs, generations and candidates: written by the search, read by the API and the frontier."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from star.db.errors import AlreadyExistsError, NotFoundError
+from star.db.models import Candidate, Generation, Run
+from star.db.session import db_now
+from star.db.snapshots import CandidateSnapshot, GenerationSnapshot, RunSnapshot
+
+
+def genome_hash(genome: dict[str, Any]) -> str:
+    """A genome's identity: sha256 of its canonical JSON (never Python's salted ``hash``)."""
+    canonical = json.dumps(genome, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def create_run(
+    session: Session, *, name: str, config: dict[str, Any] | None = None, seed: int | None = None
+) -> RunSnapshot:
+    row = Run(name=name, config=dict(config or {}), seed=seed, created_at=db_now(session))
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError as exc:
+        raise AlreadyExistsError(f"a run named {name!r} already exists") from exc
+    return RunSnapshot.of(row)
+
+
+def get_run(session: Session, run_id: int) -> RunSnapshot:
+    row = session.get(Run, run_id)
+    if row is None:
+        raise NotFoundError(f"no run with id {run_id}")
+    return RunSnapshot.of(row)
+
+
+def get_run_by_name(session: Session, name: str) -> RunSnapshot:
+    row = session.scalars(select(Run).where(Run.name == name)).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no run named {name!r}")
+    return RunSnapshot.of(row)
+
+
+def list_runs(session: Session) -> list[RunSnapshot]:
+    return [RunSnapshot.of(r) for r in session.scalars(select(Run).order_by(Run.id))]
+
+
+def create_generation(
+    session: Session, *, run_id: int, index: int, state: dict[str, Any] | None = None
+) -> GenerationSnapshot:
+    """Create generation ``index`` of a run, or return it if it exists (resumable search)."""
+    now = db_now(session)
+    row = Generation(run_id=run_id, index=index, state=dict(state or {}), created_at=now)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        existing = session.scalars(
+            select(Generation).where(Generation.run_id == run_id, Generation.index == index)
+        ).one_or_none()
+        if existing is None:  # the IntegrityError was something else (e.g. no such run)
+            raise NotFoundError(f"no run with id {run_id}") from None
+        return GenerationSnapshot.of(existing)
+    return GenerationSnapshot.of(row)
+
+
+def list_generations(session: Session, run_id: int) -> list[GenerationSnapshot]:
+    query = select(Generation).where(Generation.run_id == run_id).order_by(Generation.index)
+    return [GenerationSnapshot.of(r) for r in session.scalars(query)]
+
+
+def add_candidate(
+    session: Session,
+    *,
+    run_id: int,
+    genome: dict[str, Any],
+    generation_id: int | None = None,
+    arch_spec: dict[str, Any] | None = None,
+    analytic_costs: dict[str, Any] | None = None,
+    proxy_metrics: dict[str, Any] | None = None,
+) -> CandidateSnapshot:
+    """Add a candidate; a genome already in the run returns the existing candidate."""
+    digest = genome_hash(genome)
+    row = Candidate(
+        run_id=run_id,
+        generation_id=generation_id,
+        genome=genome,
+        genome_hash=digest,
+        arch_spec=arch_spec,
+        analytic_costs=analytic_costs,
+        proxy_metrics=proxy_metrics,
+        created_at=db_now(session),
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        existing = session.scalars(
+            select(Candidate).where(Candidate.run_id == run_id, Candidate.genome_hash == digest)
+        ).one_or_none()
+        if existing is None:
+            raise NotFoundError(f"no run with id {run_id}") from None
+        return CandidateSnapshot.of(existing)
+    return CandidateSnapshot.of(row)
+
+
+def update_candidate(
+    session: Session,
+    *,
+    candidate_id: int,
+    arch_spec: dict[str, Any] | None = None,
+    analytic_costs: dict[str, Any] | None = None,
+    proxy_metrics: dict[str, Any] | None = None,
+) -> CandidateSnapshot:
+    """Set the given (non-None) figures of a candidate."""
+    row = session.get(Candidate, candidate_id)
+    if row is None:
+        raise NotFoundError(f"no candidate with id {candidate_id}")
+    if arch_spec is not None:
+        row.arch_spec = arch_spec
+    if analytic_costs is not None:
+        row.analytic_costs = analytic_costs
+    if proxy_metrics is not None:
+        row.proxy_metrics = proxy_metrics
+    session.flush()
+    return CandidateSnapshot.of(row)
+
+
+def get_candidate(session: Session, candidate_id: int) -> CandidateSnapshot:
+    row = session.get(Candidate, candidate_id)
+    if row is None:
+        raise NotFoundError(f"no candidate with id {candidate_id}")
+    return CandidateSnapshot.of(row)
+
+
+def list_candidates(
+    session: Session, *, run_id: int, generation_id: int | None = None
+) -> list[CandidateSnapshot]:
+    query = select(Candidate).where(Candidate.run_id == run_id).order_by(Candidate.id)
+    if generation_id is not None:
+        query = query.where(Candidate.generation_id == generation_id)
+    return [CandidateSnapshot.of(r) for r in session.scalars(query)]

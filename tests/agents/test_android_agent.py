@@ -1,0 +1,126 @@
+"""The Android agent against a live coordinator and an emulated phone on a private adb server
+(tests/support): a phone unplugged mid-job, and a hot phone.
+
+The adb fixtures (a private adb server per adb build, the emulated phone) come from
+tests/android/conftest.py through tests/agents/conftest.py. llama-bench is the scripted
+stand-in of tests/support/fake_llama_bench.py, so the failure paths are exact and fast; the
+model is a real tiny GGUF (the device layer checks its header).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from device_agents.agent import Agent
+from device_agents.android import DeviceProfile
+from device_agents.android_runner import AndroidRunner
+from device_agents.client import Backoff, CoordinatorClient
+from device_agents.spool import Spool
+from tests.factories import api
+from tests.lab.conftest import Lab
+from tests.support.adb_server import AdbServer
+from tests.support.emulated_phone import EmulatedPhone
+from tests.support.fake_llama_bench import write_fake_llama_bench
+
+
+def _profile(**overrides: object) -> DeviceProfile:
+    values: dict[str, object] = dict(
+        threads=1, cpu_mask="0x1", poll_interval_s=0.1, cool_down_below_c=45.0,
+        cool_down_timeout_s=5.0, cool_down_poll_s=0.2, call_timeout_s=20.0,
+    )  # fmt: skip
+    values.update(overrides)
+    return DeviceProfile(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> bytes:
+    from tests.runtime.tiny_gguf import TinyConfig, write_tiny_gguf
+
+    config = TinyConfig(vocab=256, d_model=64, n_layers=1, n_head=2, n_head_kv=2, ffn=128,
+                        context_length=1024)  # fmt: skip
+    return write_tiny_gguf(tmp_path / "tiny.gguf", config).read_bytes()
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _start(
+    lab: Lab, token: str, runner: AndroidRunner, tmp_path: Path
+) -> tuple[Agent, threading.Thread]:
+    agent = Agent(
+        CoordinatorClient(lab.url, token, timeout_s=10),
+        runner,
+        Spool(tmp_path / "spool"),
+        tmp_path / "work",
+        heartbeat_interval_s=0.3,
+        poll_interval_s=0.2,
+        backoff=Backoff(0.05, 0.5),
+    )
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    return agent, thread
+
+
+def test_phone_unplugged_mid_job_goes_offline_and_the_job_is_requeued(
+    lab: Lab, adb_server: AdbServer, emulated_phone: EmulatedPhone, tiny_model: bytes,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    token = lab.register("s24", "android", serial=emulated_phone.serial)
+    art = lab.upload(tiny_model)
+    job = lab.job(art["id"], device_kind="android", contexts=[64], repetitions=1, n_gen=2)
+    slow = write_fake_llama_bench(tmp_path / "slow", mode="sleep", sleep_s=120)
+    runner = AndroidRunner(adb_server.client(), emulated_phone.serial, files=[slow],
+                           profile=_profile())  # fmt: skip
+    agent, thread = _start(lab, token, runner, tmp_path)
+    try:
+        _wait(lambda: any("./job.sh" in s for s in emulated_phone.services), 30, "the bench")
+        emulated_phone.disconnect()  # the cable is pulled while llama-bench runs
+        _wait(lambda: lab.admin.get(api(f"/jobs/{job['id']}")).json()["attempts"] == 1, 30,
+              "the job to be given back")  # fmt: skip
+        state = lab.admin.get(api(f"/jobs/{job['id']}")).json()
+        assert state["state"] == "queued" and "device lost" in state["last_error"]
+        device = lab.admin.get(api("/devices/s24")).json()
+        assert device["online"] is False and device["properties"]["kind"] == "android"
+        # Plugged back in (and the benchmark fixed): the agent reports online and measures.
+        runner.files = [write_fake_llama_bench(tmp_path / "fast", delay_s=0.1)]
+        emulated_phone.allow_reconnect()
+        adb_server.connect(emulated_phone.address)
+        _wait(lambda: lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "done", 60,
+              "the job to be measured after reconnect")  # fmt: skip
+        assert lab.admin.get(api("/devices/s24")).json()["online"] is True
+        rows = lab.admin.get(api("/measurements"), params={"job_id": job["id"]}).json()
+        assert rows["count"] == 1
+    finally:
+        agent.stop.set()
+        thread.join(timeout=30)
+
+
+def test_hot_phone_measurement_is_flagged_hot(
+    lab: Lab, adb_server: AdbServer, emulated_phone: EmulatedPhone, tiny_model: bytes,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    emulated_phone.set_thermal({"cpu-big": 61.0, "battery": 33.0})
+    token = lab.register("hot", "android", serial=emulated_phone.serial)
+    art = lab.upload(tiny_model)
+    job = lab.job(art["id"], device_kind="android", contexts=[64], repetitions=2, n_gen=2)
+    fake = write_fake_llama_bench(tmp_path / "bin", delay_s=0.1)
+    runner = AndroidRunner(adb_server.client(), emulated_phone.serial, files=[fake],
+                           profile=_profile(cool_down_timeout_s=0.5))  # fmt: skip
+    agent, thread = _start(lab, token, runner, tmp_path)
+    try:
+        _wait(lambda: lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "done", 60,
+              "the measurement")  # fmt: skip
+    finally:
+        agent.stop.set()
+        thread.join(timeout=30)
+    row = lab.admin.get(api("/measurements"), params={"job_id": job["id"]}).json()["data"][0]
+    assert row["flagged_hot"] is True and row["temp_before_c"] == 61.0

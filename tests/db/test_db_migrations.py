@@ -1,0 +1,93 @@
+"""Migrations: upgrade an empty database and one at the previous revision; the models match the
+head revision; start-up refuses an out-of-date schema and names `star db upgrade`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from star.db import Database, SchemaOutOfDateError, require_current_schema, upgrade
+from star.db.migrate import current_revision, downgrade, head_revision
+from star.db.models import Base
+from tests.factories import database_url, make_settings
+
+
+def test_head_is_the_second_revision() -> None:
+    assert head_revision() == "0002"
+
+
+def test_upgrade_an_empty_database(backend: str, tmp_path: Path) -> None:
+    db = Database(database_url(backend, tmp_path))
+    assert current_revision(db.engine) is None
+    assert upgrade(db) == head_revision()
+    tables = set(inspect(db.engine).get_table_names())
+    assert {"devices", "runs", "generations", "candidates", "artifacts", "jobs"} <= tables
+    assert "measurements" in tables
+    with db.engine.connect() as conn:  # the models match the head revision exactly
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+    assert upgrade(db) == head_revision()  # idempotent
+    db.dispose()
+
+
+def test_upgrade_from_the_previous_revision_keeps_data(backend: str, tmp_path: Path) -> None:
+    db = Database(database_url(backend, tmp_path))
+    upgrade(db, "0001")
+    assert current_revision(db.engine) == "0001"
+    columns = {c["name"] for c in inspect(db.engine).get_columns("measurements")}
+    assert "flagged_hot" not in columns
+    with db.engine.begin() as conn:  # rows written by the old schema
+        conn.execute(
+            text(
+                "INSERT INTO devices (name, kind, tags, token_hash, properties, status, created_at)"
+                " VALUES ('old', 'x86', '[]', 'h', '{}', 'offline', CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO artifacts (format, quant, sha256, size_bytes, path, created_at)"
+                " VALUES ('gguf', 'f32', :sha, 1, 'x', CURRENT_TIMESTAMP)"
+            ),
+            {"sha": "a" * 64},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO jobs (kind, state, artifact_id, device_tags, contexts, repetitions,"
+                " n_gen, priority, attempts, max_attempts, created_at)"
+                " VALUES ('profile', 'done', 1, '[]', '[128]', 1, 1, 0, 0, 3, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO measurements (job_id, artifact_id, device_id, context, oom, runtime,"
+                " created_at) VALUES (1, 1, 1, 128, false, '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+    assert upgrade(db) == "0002"
+    with db.engine.connect() as conn:
+        flags = conn.execute(text("SELECT flagged_hot, flagged_noisy FROM measurements")).one()
+        seen = conn.execute(text("SELECT name, last_seen_at FROM devices")).one()
+    assert tuple(bool(f) for f in flags) == (False, False)
+    assert seen == ("old", None)
+    assert downgrade(db, "0001") == "0001"  # and back down
+    assert "last_seen_at" not in {c["name"] for c in inspect(db.engine).get_columns("devices")}
+    db.dispose()
+
+
+def test_startup_refuses_an_out_of_date_schema(backend: str, tmp_path: Path) -> None:
+    from star.lab import create_app
+
+    url = database_url(backend, tmp_path)
+    db = Database(url)
+    with pytest.raises(SchemaOutOfDateError, match="star db upgrade"):
+        require_current_schema(db.engine)  # empty
+    upgrade(db, "0001")
+    with pytest.raises(SchemaOutOfDateError, match=r"revision 0001.*`star db upgrade`"):
+        create_app(make_settings(tmp_path, url))
+    upgrade(db)
+    assert create_app(make_settings(tmp_path, url)).state.schema_revision == "0002"
+    db.dispose()
