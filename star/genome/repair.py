@@ -78,13 +78,13 @@ def canonicalize(data: GenomeData) -> GenomeData:
     seen: dict[tuple[int, ...], int] = {}
     merge: dict[int, int] = {}
     unique: list[OperatorGenes] = []
-    for k, op in enumerate(operators):
-        if op.key() in seen:
-            merge[k] = seen[op.key()]
+    for k, genes in enumerate(operators):
+        if genes.key() in seen:
+            merge[k] = seen[genes.key()]
         else:
-            seen[op.key()] = len(unique)
+            seen[genes.key()] = len(unique)
             merge[k] = len(unique)
-            unique.append(op)
+            unique.append(genes)
     layers = [merge[k] for k in layers]
     # sharing groups: by first use; singletons and mixed-operator members dropped
     share_raw = [s for _, s in pairs]

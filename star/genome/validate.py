@@ -76,10 +76,10 @@ def check_structure(data: GenomeData, names: list[str] | None = None) -> list[Pr
         else:
             used.add(op)
     for k in sorted(used):
-        op = data.operators[k]
-        f = op.featurizer
+        genes = data.operators[k]
+        f = genes.featurizer
         path = op_path(k)
-        mixer, channel = op.mixer, op.channel
+        mixer, channel = genes.mixer, genes.channel
         if mixer in (TokenMixer.ATTENTION, TokenMixer.SWA) and not _divides(
             f["kv_heads"], f["heads"]
         ):

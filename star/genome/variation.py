@@ -209,7 +209,7 @@ def random_genome(rng: np.random.Generator, *, n_layers: tuple[int, int] = (4, 2
     depth = int(rng.integers(n_layers[0], n_layers[1] + 1))
     data.layers = [int(rng.integers(n_ops)) for _ in range(depth)]
     data.share = [0] * depth
-    model_base = GenomeData.decode(base).model if base is not None else None
+    model_base = GenomeData.decode(tuple(base)).model if base is not None else None
     for g in MODEL_GENES:
         if g.frozen:
             data.model[g.name] = model_base[g.name] if model_base else g.default
