@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -28,7 +27,6 @@ def test_runtimes_lists_every_target() -> None:
     assert table.exit_code == 0 and "granitehybrid" in table.stdout
 
 
-@pytest.mark.skipif(not LFM2.exists(), reason="reference genome missing")
 def test_export_proxy_with_random_weights(tmp_path: Path) -> None:
     out = tmp_path / "m.gguf"
     result = runner.invoke(
@@ -54,7 +52,6 @@ def test_export_proxy_with_random_weights(tmp_path: Path) -> None:
     assert out.stat().st_size == info["size_bytes"]
 
 
-@pytest.mark.skipif(not LFM2.exists(), reason="reference genome missing")
 def test_export_from_checkpoint(tmp_path: Path) -> None:
     spec = scale_spec(load_genome(LFM2).to_spec(), PROXY)
     ckpt = tmp_path / "ckpt.pt"
@@ -75,7 +72,6 @@ def test_export_from_checkpoint(tmp_path: Path) -> None:
     assert not (tmp_path / "bad.gguf").exists()
 
 
-@pytest.mark.skipif(not LINEAR.exists(), reason="reference genome missing")
 def test_unsupported_genome_fails_cleanly(tmp_path: Path) -> None:
     out = tmp_path / "m.gguf"
     result = runner.invoke(app, ["export", str(LINEAR), "-o", str(out), "--scale", "proxy"])

@@ -45,8 +45,6 @@ REFERENCE = {
 @pytest.mark.parametrize("genome", sorted(REFERENCE))
 def test_reference_genomes_map_to_their_runtime(genome: str, scale: str) -> None:
     path = GENOMES / f"{genome}.yaml"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
     spec = load_genome(path).to_spec()
     if scale == "proxy":
         spec = scale_spec(spec, PROXY)
@@ -55,8 +53,6 @@ def test_reference_genomes_map_to_their_runtime(genome: str, scale: str) -> None
 
 def test_linear_attention_reference_genome_is_rejected() -> None:
     path = GENOMES / "hybrid-linear-attn-350m.yaml"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
     with pytest.raises(UnsupportedGenome) as info:
         check_exportable(load_genome(path).to_spec())
     assert info.value.operator == "linear_attention"

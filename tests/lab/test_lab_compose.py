@@ -41,7 +41,7 @@ def test_compose_config_validates() -> None:
     elif shutil.which("docker-compose"):
         cmd = ["docker-compose"]
     else:
-        pytest.skip("no compose CLI (docker compose or docker-compose) installed")
+        pytest.fail("no compose CLI: scripts/setup.sh installs docker-compose")
     env = {**os.environ, "STAR_ADMIN_TOKEN": "x"}
     for profile in ([], ["--profile", "android", "--profile", "tools"]):
         done = subprocess.run(

@@ -8,11 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import transformers  # noqa: E402  (test dependency, never skipped)
 from nn_specs import lfm2_formula, lfm2_spec  # noqa: E402
 
 from star.nn import StarModel  # noqa: E402
-
-transformers = pytest.importorskip("transformers")
 
 LAYER_TYPES = ["conv", "conv", "full_attention", "conv", "full_attention"]
 ATTN = tuple(i for i, kind in enumerate(LAYER_TYPES) if kind == "full_attention")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-import pytest
-
 from star.genome.spec import ArchSpec
 from star.proxy import ProxyConfig, TaskParams
 from star.proxy.pool import ProxyJob, ProxyPool, plan_workers
@@ -67,7 +65,7 @@ def test_a_dying_worker_fails_only_its_job() -> None:
         assert again[0].ok
 
 
-ray = pytest.importorskip("ray")  # measured ~7 s here (ray.init dominates): not marked slow
+import ray  # noqa: E402  (ray is a test dependency) measured ~7 s here (ray.init dominates): not marked slow
 
 
 def test_ray_pool_with_a_local_instance(tiny_spec: ArchSpec) -> None:
