@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "star.cli.export",
     "star.cli.lab",
     "star.cli.proxy",
+    "star.cli.search",
 )
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from star.search.objectives import MEASURED, MetricKey, parse_metric
 
 
 def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
@@ -19,3 +25,181 @@ def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
         return []
     front = NonDominatedSorting().do(F[finite], only_non_dominated_front=True)
     return sorted(int(finite[i]) for i in front)
+
+
+# ---- a run's frontier, from its stored rows ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    candidate_id: int
+    genome_id: str
+    generation: int | None
+    arch: str | None  # llama.cpp architecture it exports to
+    values: dict[str, float | None]  # objective and budget metrics (inf: OOM; None: missing)
+    feasible: bool
+    reason: str
+    on_front: bool
+
+
+@dataclass(frozen=True)
+class FrontierReport:
+    run: str
+    run_id: int
+    status: str | None
+    objectives: list[str]
+    budgets: list[dict[str, Any]]
+    device: str | None  # the device (name) or device class the measured metrics were read on
+    points: list[FrontierPoint]
+
+    @property
+    def front(self) -> list[FrontierPoint]:
+        return [p for p in self.points if p.on_front]
+
+    def to_json(self) -> dict[str, Any]:
+        def clean(v: float | None) -> float | str | None:
+            return "inf" if v is not None and math.isinf(v) else v
+
+        def point(p: FrontierPoint) -> dict[str, Any]:
+            return {
+                "candidate_id": p.candidate_id, "genome_id": p.genome_id,
+                "generation": p.generation, "arch": p.arch,
+                "values": {k: clean(v) for k, v in p.values.items()},
+                "feasible": p.feasible, "reason": p.reason or None,
+            }
+
+        return {
+            "run": self.run, "run_id": self.run_id, "status": self.status,
+            "objectives": self.objectives, "budgets": self.budgets, "device": self.device,
+            "candidates": len(self.points),
+            "feasible": sum(p.feasible for p in self.points),
+            "frontier": [point(p) for p in self.front],
+            "infeasible": [
+                {"candidate_id": p.candidate_id, "genome_id": p.genome_id, "reason": p.reason}
+                for p in self.points if not p.feasible
+            ],
+        }
+
+
+class FrontierError(ValueError):
+    """A bad request (unknown device, device of another class); names the field."""
+
+
+def _retarget(key: MetricKey, device_class: str) -> MetricKey:
+    return replace(key, device_class=device_class) if key.metric in MEASURED else key
+
+
+def run_frontier(db: Any, ref: str | int, *, device: str | None = None) -> FrontierReport:
+    """The non-dominated feasible candidates of a run, computed from its stored rows.
+
+    ``device``: a registered device's name (its measurements only), or a device class
+    (``kind[:tag...]``) that replaces the class of every measured objective and budget."""
+    from star.db import repo
+    from star.db.errors import NotFoundError
+    from star.search import store
+    from star.search.config import SearchConfig
+    from star.search.evaluate import device_measurements, evaluate
+
+    with db.session_scope(readonly=True) as s:
+        run = store.resolve_run(s, ref)
+        doc = run.config or {}
+        if "search" not in doc:
+            raise FrontierError(f"run: {run.name!r} was not created by `star search run`")
+        config = SearchConfig.model_validate(doc["search"], context={"stored": True})
+        objectives = config.objective_keys()
+        budgets = [(b.key, b.max) for b in config.budgets]
+        device_id = None
+        if device is not None:
+            try:
+                dev = repo.get_device(s, device)
+                device_id = dev.id
+                for key in [*objectives, *(k for k, _ in budgets)]:
+                    if key.metric in MEASURED and not (
+                        dev.kind == key.kind and set(key.tags) <= set(dev.tags)):
+                        raise FrontierError(f"--device: {device!r} ({dev.kind}) is not of class "
+                                            f"{key.device_class!r} that {key.name} names")
+            except NotFoundError:
+                try:
+                    parse_metric(f"ttft_ms@1/{device}")
+                except ValueError:
+                    raise FrontierError(f"--device: no device named {device!r}, and not a "
+                                        "device class (x86 or android[:tag...])") from None
+                objectives = [_retarget(k, device) for k in objectives]
+                budgets = [(_retarget(k, device), m) for k, m in budgets]
+        cands = store.candidates_by_hash(s, run_id=run.id)
+        gens = {g.id: g.index for g in repo.list_generations(s, run.id)}
+        entries = store.run_entries(s, run_id=run.id)
+        deadline = {j for g in repo.list_generations(s, run.id)
+                    for j in g.state.get("deadline_cancelled", ())}
+        cids = [c.id for c in cands.values()]
+        jobs = store.jobs_of_candidates(s, cids)
+        meas = store.measurements_of_candidates(s, cids)
+    points: list[FrontierPoint] = []
+    evaluations = []
+    for gid, c in cands.items():
+        e = evaluate(gid, c, objectives=objectives, budgets=budgets, entry=entries.get(gid),
+                     measurements=device_measurements(meas[c.id], device_id=device_id),
+                     jobs=jobs[c.id], deadline_cancelled=deadline)
+        evaluations.append((c, e))
+    feasible = [(c, e) for c, e in evaluations if e.feasible]
+    front = {feasible[i][0].id for i in pareto_front([e.F for _, e in feasible])}
+    for c, e in evaluations:
+        pre = (c.analytic_costs or {}).get("prescreen") or {}
+        points.append(FrontierPoint(
+            candidate_id=c.id, genome_id=c.genome_hash,
+            generation=gens.get(c.generation_id) if c.generation_id is not None else None,
+            arch=pre.get("arch"), values=e.values, feasible=e.feasible, reason=e.reason,
+            on_front=c.id in front,
+        ))
+    return FrontierReport(
+        run=run.name, run_id=run.id, status=doc.get("status"),
+        objectives=[k.name for k in objectives],
+        budgets=[{"metric": k.name, "max": m} for k, m in budgets],
+        device=device, points=points,
+    )
+
+
+def plot_frontier(report: FrontierReport, path: str | Path, *, x: str | None = None,
+                  y: str | None = None) -> Path:
+    """A PNG of two objectives: feasible candidates, the frontier highlighted (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = report.objectives
+    x = x or names[0]
+    y = y or (names[1] if len(names) > 1 else None)
+    for axis, name in (("--x", x), ("--y", y)):
+        if name is not None and name not in names:
+            raise FrontierError(f"{axis}: {name!r} is not an objective of run {report.run!r} "
+                                f"({names})")
+    feasible = [p for p in report.points if p.feasible]
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    try:
+        def xy(points: list[FrontierPoint]) -> tuple[list[float], list[float]]:
+            xs = [float(p.values[x] or 0.0) for p in points]
+            ys = ([float(p.values[y] or 0.0) for p in points] if y is not None
+                  else [float(p.generation or 0) for p in points])
+            return xs, ys
+
+        others = [p for p in feasible if not p.on_front]
+        ax.scatter(*xy(others), s=18, c="0.6", label=f"feasible ({len(feasible)})")
+        front = sorted(report.front, key=lambda p: float(p.values[x] or 0.0))
+        fx, fy = xy(front)
+        ax.plot(fx, fy, "o-", c="tab:red", ms=6, drawstyle="steps-post" if y else "default",
+                label=f"frontier ({len(front)})")
+        ax.set_xlabel(x)
+        ax.set_ylabel(y or "generation")
+        where = f" on {report.device}" if report.device else ""
+        infeasible = len(report.points) - len(feasible)
+        ax.set_title(f"{report.run}{where}: {len(report.points)} candidates, "
+                     f"{infeasible} infeasible")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best")
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, format="png")
+    finally:
+        plt.close(fig)
+    return out

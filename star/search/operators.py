@@ -26,6 +26,7 @@ from star.genome import Genome, crossover, mutate, random_genome, repair
 Constraint = Callable[[tuple[int, ...]], tuple[int, ...] | None]
 
 _MAX_TRIES = 50
+_GIVE_UP = 2000  # sampling tries per sample before a constraint is declared impossible
 
 
 def genome_key(row: Sequence[int]) -> str:
@@ -73,6 +74,11 @@ class GenomeSampling(Sampling):
             if v is not None and (v not in seen or tries > _MAX_TRIES * n_samples):
                 rows.append(v)
                 seen.add(v)
+            elif tries > _GIVE_UP * n_samples:
+                raise RuntimeError(
+                    f"sampling: {len(rows)} of {n_samples} genomes after {tries} tries: the "
+                    "constraint (allowed_archs, allowed operators, base genome) leaves too "
+                    "little to search")
         return np.array(rows, dtype=np.int64)
 
 

@@ -1,0 +1,259 @@
+"""``star search run|status|resume|stop`` and ``star frontier``.
+
+The search engine talks to the lab database directly (``database_url`` of lab_config.yaml /
+``STAR_DATABASE_URL``) and writes artifacts into the coordinator's artifact store; the
+coordinator and its agents may run anywhere else. Heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from star.cli.errors import fail
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="lab_config.yaml (default: $STAR_CONFIG)")
+]
+RunArg = Annotated[str, typer.Argument(help="run name (or id)")]
+
+search_app = typer.Typer(help="Hardware-in-the-loop NSGA-II search runs.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(search_app, name="search")
+    app.command("frontier")(frontier)
+
+
+def _settings(config: Path | None) -> Any:
+    from star.config import load_settings
+
+    try:
+        return load_settings(config)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(f"configuration: {exc}")
+
+
+def _open_db(settings: Any) -> Any:
+    from star.db import Database, SchemaOutOfDateError, require_current_schema
+
+    db = Database(settings.db_url)
+    try:
+        require_current_schema(db.engine)
+    except SchemaOutOfDateError as exc:
+        fail(str(exc), code=1)
+    return db
+
+
+def _logging(verbose: bool) -> None:
+    """The engine's progress (``star.search`` loggers) on stderr; other loggers untouched."""
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("star.search")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not any(getattr(h, "_star_search", False) for h in logger.handlers):
+        handler = RichHandler(console=Console(stderr=True), show_path=False)
+        handler._star_search = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+def _drive(engine: Any, max_generations: int | None) -> None:
+    """Run the engine; SIGTERM asks it to stop at the next phase boundary."""
+    from star.search import store
+
+    def _term(_signum: int, _frame: object) -> None:
+        with engine.db.session_scope() as s:
+            store.update_run_config(s, run_id=engine.run_id, stop_requested=True)
+
+    previous = signal.signal(signal.SIGTERM, _term)
+    try:
+        status = engine.run(max_generations=max_generations)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    typer.echo(f"run {engine.run_name}: {status.value} "
+               f"({engine.next_index}/{engine.config.generations} generations told)")
+    if status.value == "failed":
+        raise typer.Exit(1)
+
+
+@search_app.command("run")
+def search_run(
+    config: ConfigOpt = None,
+    name: Annotated[str | None, typer.Option("--name", help="run name (overrides search.name)")] = (
+        None
+    ),
+    max_generations: Annotated[
+        int | None, typer.Option(help="stop after this many generations (resume continues)")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Start a run from the `search:` section of lab_config.yaml (checked before it starts)."""
+    from star.config import config_file
+    from star.db.errors import AlreadyExistsError
+    from star.db.store import ArtifactStore
+    from star.search.config import SearchConfigError, load_search_config
+    from star.search.engine import SearchEngine
+
+    settings = _settings(config)
+    path = config or config_file()
+    if path is None:
+        fail("--config: no lab_config.yaml given (and none in the current directory)")
+    try:
+        search = load_search_config(Path(path), name=name)
+    except SearchConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: search.{problem}", err=True)
+        raise typer.Exit(2) from None
+    db = _open_db(settings)
+    _logging(verbose)
+    try:
+        engine = SearchEngine.create(db, ArtifactStore(settings.store_dir), search)
+    except SearchConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: search.{problem}", err=True)
+        raise typer.Exit(2) from None
+    except AlreadyExistsError:
+        fail(f"--name: a run named {search.name!r} exists; `star search resume {search.name}` "
+             "continues it")
+    _drive(engine, max_generations)
+
+
+@search_app.command("resume")
+def search_resume(
+    run: RunArg,
+    config: ConfigOpt = None,
+    force: Annotated[
+        bool, typer.Option(help="even if another engine seems to be running it")
+    ] = False,
+    max_generations: Annotated[int | None, typer.Option(help="stop after this many")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Continue a stopped, failed or crashed run (deterministic replay of told generations)."""
+    from star.db.errors import NotFoundError
+    from star.db.store import ArtifactStore
+    from star.search.engine import SearchEngine, SearchError
+
+    settings = _settings(config)
+    db = _open_db(settings)
+    _logging(verbose)
+    try:
+        engine = SearchEngine.open(db, ArtifactStore(settings.store_dir), run, force=force)
+    except NotFoundError as exc:
+        fail(f"RUN: {exc}")
+    except SearchError as exc:
+        fail(str(exc))
+    _drive(engine, max_generations)
+
+
+@search_app.command("stop")
+def search_stop(run: RunArg, config: ConfigOpt = None) -> None:
+    """Ask the run's engine to stop at its next phase boundary (jobs already queued stay)."""
+    from star.db.errors import NotFoundError
+    from star.search import store
+
+    db = _open_db(_settings(config))
+    try:
+        with db.session_scope() as s:
+            snap = store.resolve_run(s, run)
+            snap = store.update_run_config(s, run_id=snap.id, stop_requested=True)
+    except NotFoundError as exc:
+        fail(f"RUN: {exc}")
+    status = snap.config.get("status")
+    if status == "running":
+        typer.echo(f"run {snap.name}: stop requested; the engine stops at its next phase")
+    else:
+        typer.echo(f"run {snap.name} is {status}; a stop is recorded")
+
+
+@search_app.command("status")
+def search_status(
+    run: RunArg,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """A run's status, generations (phase, feasible counts) and its jobs by state."""
+    from star.db.errors import NotFoundError
+    from star.search import store
+
+    db = _open_db(_settings(config))
+    try:
+        with db.session_scope(readonly=True) as s:
+            summary = dict(store.run_summary(s, store.resolve_run(s, run)))
+    except NotFoundError as exc:
+        fail(f"RUN: {exc}")
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    reason = f" ({summary['status_reason']})" if summary["status_reason"] else ""
+    console.print(f"run [bold]{summary['run']}[/] (id {summary['id']}): {summary['status']}"
+                  f"{reason}; {summary['candidates']} candidates; jobs {summary['jobs']}")
+    table = Table("generation", "phase", "candidates", "feasible", "infeasible")
+    for g in summary["generations"]:
+        table.add_row(str(g["index"]), str(g["phase"]), str(g["candidates"]),
+                      "" if g["feasible"] is None else str(g["feasible"]),
+                      str(g["infeasible"]) if g["told"] else "")
+    console.print(table)
+    planned = summary["generations_planned"]
+    console.print(f"{sum(g['told'] for g in summary['generations'])}/{planned} generations told")
+
+
+def frontier(
+    run: RunArg,
+    config: ConfigOpt = None,
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="a device name, or a device class (kind[:tag]) to read "
+                                      "the measured objectives on"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot here")] = None,
+    x: Annotated[str | None, typer.Option("--x", help="objective on the plot's x axis")] = None,
+    y: Annotated[str | None, typer.Option("--y", help="objective on the plot's y axis")] = None,
+) -> None:
+    """The Pareto frontier of a run, computed from its stored rows (table, JSON, plot)."""
+    from star.db.errors import NotFoundError
+    from star.search.frontier import FrontierError, plot_frontier, run_frontier
+
+    db = _open_db(_settings(config))
+    try:
+        report = run_frontier(db, run, device=device)
+        if plot is not None:
+            plot_frontier(report, plot, x=x, y=y)
+    except NotFoundError as exc:
+        fail(f"RUN: {exc}")
+    except FrontierError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    where = f" on {report.device}" if report.device else ""
+    feasible = sum(p.feasible for p in report.points)
+    console.print(f"run [bold]{report.run}[/]{where}: {len(report.points)} candidates, "
+                  f"{feasible} feasible, {len(report.front)} on the frontier")
+    table = Table("candidate", "genome", "gen", "arch", *report.objectives)
+    for p in sorted(report.front, key=lambda p: [p.values[o] or 0.0 for o in report.objectives]):
+        table.add_row(str(p.candidate_id), p.genome_id[:12], str(p.generation), p.arch or "",
+                      *(_fmt(p.values[o]) for o in report.objectives))
+    console.print(table)
+    if plot is not None:
+        console.print(f"plot: {plot}")
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4g}"

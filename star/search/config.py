@@ -1,0 +1,451 @@
+"""``SearchConfig``: the ``search:`` section of lab_config.yaml, checked before a run starts.
+
+Example (every field is documented on the model below)::
+
+    search:
+      name: lfm2-s24
+      seed: 0
+      population: 16
+      generations: 18
+      base_genome: genomes/lfm2-350m.yaml       # frozen family genes (vocabulary, numerics)
+      seed_genomes: [genomes/lfm2-350m.yaml]
+      proxy_scale: {d_model: 128, head_dim: 32, vocab_size: 4096}
+      deploy_scale: native                       # or {d_model: 1024, ...}
+      quant: q4_0
+      contexts: [4096, 32768]
+      repetitions: 3
+      objectives: [quality, ttft_ms@4096/android:s24, peak_rss_mb@32768/android:s24]
+      budgets: [{metric: peak_rss_mb@32768/android:s24, max: 900}]
+      allowed_archs: [lfm2]
+      operators: {token_mixers: [shortconv, attention], channel_mixers: [swiglu]}
+      proxy: {tasks: [in_context_recall, text], steps: 200}
+
+Two stages of checks, every error naming its field (``objectives[2]: ...``):
+``SearchConfig.model_validate`` (names, ranges, impossible budgets, contexts) and
+``check_devices`` (a measured metric naming a device class with no registered, non-retired device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from star.cost import Quant
+from star.genome import Genome, Scale, load_genome, scale_spec
+from star.genome.spec import ArchSpec, ChannelMixer, TokenMixer
+from star.proxy import ProxyConfig
+from star.search.objectives import MEASURED, MetricKey, parse_metric
+
+
+class SearchConfigError(ValueError):
+    """One or more problems, each ``field: reason``."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def field_path(loc: Sequence[str | int]) -> str:
+    """``("budgets", 0, "max")`` -> ``budgets[0].max``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class ScaleSettings(BaseModel):
+    """``star.genome.Scale`` as config: a genome at another width (same architecture)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    d_model: int = Field(ge=8)
+    head_dim: int | None = Field(default=None, ge=2)
+    vocab_size: int | None = Field(default=None, ge=4)
+    max_experts: int | None = Field(default=None, ge=1)
+    context_length: int | None = Field(default=None, ge=16)
+    multiple: int = Field(default=8, ge=1)
+
+    def to_scale(self) -> Scale:
+        return Scale(**self.model_dump())
+
+
+TINY_SETTINGS = ScaleSettings(d_model=64, head_dim=16, vocab_size=256, max_experts=4,
+                              context_length=2048)
+
+
+class Budget(BaseModel):
+    """A constraint ``value(metric) <= max`` (same units as the metric; see objectives.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str
+    max: float
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        parse_metric(v)
+        return v
+
+    @property
+    def key(self) -> MetricKey:
+        return parse_metric(self.metric)
+
+
+class OperatorSettings(BaseModel):
+    """What the pymoo operators may produce, and how often they vary a genome."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sampling: Literal["genome"] = "genome"  # seeds, their mutants, random genomes
+    crossover: Literal["layerwise"] = "layerwise"  # layer-wise two-point crossover
+    mutation: Literal["hierarchical"] = "hierarchical"  # backbone / operator / featurizer
+    crossover_prob: float = Field(default=0.9, ge=0.0, le=1.0)
+    mutation_prob: float = Field(default=1.0, ge=0.0, le=1.0)
+    n_mutations: int = Field(default=1, ge=1, le=16)
+    # LIV operator classes a genome may use (None: any that the runtime runs)
+    token_mixers: list[str] | None = None
+    channel_mixers: list[str] | None = None
+    # depth range of random genomes in the initial population
+    layers: tuple[int, int] = (4, 24)
+
+    @field_validator("token_mixers", "channel_mixers")
+    @classmethod
+    def _known(cls, v: list[str] | None, info: Any) -> list[str] | None:
+        if v is None:
+            return v
+        enum = TokenMixer if info.field_name == "token_mixers" else ChannelMixer
+        names = [m.value for m in enum]
+        if not v:
+            raise ValueError("must name at least one operator (or be omitted for any)")
+        for i, name in enumerate(v):
+            if name not in names:
+                raise ValueError(f"[{i}]: unknown operator {name!r}; expected one of {names}")
+        return v
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= v[0] <= v[1] <= 64:
+            raise ValueError(f"must be [min, max] with 1 <= min <= max <= 64, not {list(v)}")
+        return v
+
+    @property
+    def token_mixer_enums(self) -> list[TokenMixer] | None:
+        return [TokenMixer(m) for m in self.token_mixers] if self.token_mixers else None
+
+    @property
+    def channel_mixer_enums(self) -> list[ChannelMixer] | None:
+        return [ChannelMixer(m) for m in self.channel_mixers] if self.channel_mixers else None
+
+
+class SearchConfig(BaseModel):
+    """One search run. Sizes default to the lab's real settings; tests shrink them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=128)
+    seed: int = Field(default=0, ge=0)  # pymoo's seed, and every candidate's training seed
+    population: int = Field(default=16, ge=2)
+    generations: int = Field(default=18, ge=1)  # including the initial population
+    base_genome: Path | None = None  # frozen model genes of random genomes (vocab, numerics)
+    seed_genomes: list[Path] = Field(default_factory=list)  # first members of generation 0
+    proxy_scale: ScaleSettings = TINY_SETTINGS  # trained for the quality objective
+    deploy_scale: ScaleSettings | Literal["native"] = "native"  # exported and measured
+    quant: Quant = Quant.Q4_0
+    contexts: list[int] = Field(default_factory=lambda: [4096, 32768])
+    repetitions: int = Field(default=3, ge=1)
+    n_gen: int = Field(default=32, ge=1)  # tokens generated for the decode figure
+    # Device classes (kind[:tag...]) that profile every candidate; None: those the measured
+    # objectives and budgets name.
+    device_classes: list[str] | None = None
+    objectives: list[str] = Field(default_factory=lambda: ["quality", "params"], min_length=1)
+    budgets: list[Budget] = Field(default_factory=list)
+    allowed_archs: list[str] | None = None  # llama.cpp archs a genome may export to; None: any
+    generation_deadline_s: float = Field(default=6 * 3600.0, gt=0)
+    poll_interval_s: float = Field(default=5.0, gt=0)  # how often the engine reads job states
+    export_seed: int = Field(default=0, ge=0)  # random deployment weights (latency ignores them)
+    max_attempts: int = Field(default=3, ge=1)  # per profile job
+    operators: OperatorSettings = Field(default_factory=OperatorSettings)
+    # Proxy training of the quality objective (metric "quality" = ProxyResult.quality_loss). The
+    # model trained is the genome at ``proxy_scale``: ``proxy.model_scale`` is not used here.
+    # Without this section, the file's top-level ``proxy:`` (as `star proxy train`) is used.
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+
+    # ---- field checks ---------------------------------------------------------------------
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str]) -> list[str]:
+        for i, name in enumerate(v):
+            try:
+                parse_metric(name)
+            except ValueError as exc:
+                raise ValueError(f"[{i}]: {exc}") from None
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate objectives in {v}")
+        return v
+
+    @field_validator("contexts")
+    @classmethod
+    def _contexts(cls, v: list[int]) -> list[int]:
+        if not v or any(c <= 0 for c in v) or len(set(v)) != len(v):
+            raise ValueError(f"must be distinct positive token counts, not {v}")
+        return v
+
+    @field_validator("allowed_archs")
+    @classmethod
+    def _archs(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        from star.export import supported_targets
+
+        names = [t.name for t in supported_targets()]
+        for i, arch in enumerate(v):
+            if arch not in names:
+                raise ValueError(f"[{i}]: unknown llama.cpp arch {arch!r}; expected one of {names}")
+        return v
+
+    @field_validator("device_classes")
+    @classmethod
+    def _classes(cls, v: list[str] | None) -> list[str] | None:
+        for i, name in enumerate(v or ()):
+            try:
+                parse_metric(f"ttft_ms@1/{name}")
+            except ValueError as exc:
+                raise ValueError(f"[{i}]: {name!r} is not kind[:tag...] (x86 or android)") from exc
+        return v
+
+    # ---- cross-field checks ---------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> SearchConfig:
+        problems: list[str] = []
+        classes = self.measured_classes()
+        for where, key in self.named_metrics():
+            if key.metric in MEASURED:
+                if key.context not in self.contexts:
+                    problems.append(f"{where}: context {key.context} is not in contexts "
+                                    f"{self.contexts} (no job would measure it)")
+                if self.device_classes is not None and key.device_class not in classes:
+                    problems.append(f"{where}: device class {key.device_class!r} is not in "
+                                    f"device_classes {self.device_classes}")
+        if self.uses_quality() and not (set(self.proxy.tasks) - {"memorization"}):
+            problems.append("proxy.tasks: the quality objective needs a recall-like task or "
+                            "text (memorization alone is only a screen)")
+        # a stored config (resume) was checked when its run started; its genome files may be gone
+        stored = bool(info.context and info.context.get("stored"))
+        problems += self._budget_problems(floors=not stored)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _budget_problems(self, *, floors: bool = True) -> list[str]:
+        problems: list[str] = []
+        for i, budget in enumerate(self.budgets):
+            key = budget.key
+            where = f"budgets[{i}].max"
+            if budget.max < 0:
+                problems.append(f"{where}: {budget.max} is negative (a budget is an upper bound "
+                                f"on {key.metric}, which is never negative)")
+                continue
+            floor = self.smallest_possible(key.metric) if floors else None
+            if floor is not None and budget.max < floor:
+                problems.append(f"{where}: {budget.max:g} is below {floor:,.2f}, the smallest "
+                                f"possible model's {_FLOOR_WHAT[key.metric]}: no genome can meet "
+                                "it")
+        return problems
+
+    # ---- derived views --------------------------------------------------------------------
+
+    def named_metrics(self) -> list[tuple[str, MetricKey]]:
+        """(field path, parsed metric) of every objective and budget."""
+        out = [(f"objectives[{i}]", parse_metric(n)) for i, n in enumerate(self.objectives)]
+        out += [(f"budgets[{i}].metric", b.key) for i, b in enumerate(self.budgets)]
+        return out
+
+    def measured_classes(self) -> list[str]:
+        """Device classes that profile every candidate (in order, no duplicates)."""
+        if self.device_classes is not None:
+            return list(dict.fromkeys(self.device_classes))
+        names = [k.device_class for _, k in self.named_metrics() if k.metric in MEASURED]
+        return list(dict.fromkeys(n for n in names if n))
+
+    def uses_quality(self) -> bool:
+        return any(k.metric == "quality" for _, k in self.named_metrics())
+
+    def uses_devices(self) -> bool:
+        return bool(self.measured_classes())
+
+    def objective_keys(self) -> list[MetricKey]:
+        return [parse_metric(n) for n in self.objectives]
+
+    def base_genes(self) -> tuple[int, ...] | None:
+        return load_genome(self.base_genome).genes if self.base_genome else None
+
+    def seed_genes(self) -> list[tuple[int, ...]]:
+        return [load_genome(p).genes for p in self.seed_genomes]
+
+    def deploy_spec(self, genome: Genome) -> ArchSpec:
+        spec = genome.to_spec()
+        if self.deploy_scale == "native":
+            return spec
+        return scale_spec(spec, self.deploy_scale.to_scale())
+
+    def proxy_spec(self, genome: Genome) -> ArchSpec:
+        return scale_spec(self.deploy_spec(genome), self.proxy_scale.to_scale())
+
+    def smallest_possible(self, metric: str) -> float | None:
+        """A lower bound of ``metric`` over every genome of this search (None: no useful bound).
+
+        The token embedding alone (vocabulary x the smallest width, at ``quant``): any model
+        holds it, so a budget below it is impossible whatever the layers are."""
+        if metric not in _FLOOR_WHAT:
+            return None
+        from star.cost import storage_type
+        from star.genome.encoding import GenomeData
+
+        try:
+            base = self.base_genes()
+        except Exception:  # noqa: BLE001 - an unreadable file is reported by its own check
+            return None
+        vocab = GenomeData.decode(base).model["vocab_size"] if base else 65536
+        tied = bool(GenomeData.decode(base).model["tie_embeddings"]) if base else True
+        width = 64  # the smallest d_model gene
+        if self.deploy_scale != "native":
+            width = self.deploy_scale.d_model
+            vocab = self.deploy_scale.vocab_size or vocab
+        params = vocab * width * (1 if tied else 2)
+        if metric in ("params", "active_params"):
+            return params / 1e6
+        shape = (vocab, width)
+        nbytes = storage_type("embed.weight", shape, self.quant).nbytes(shape)
+        return nbytes * (1 if tied else 2) / 2**20
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+_FLOOR_WHAT = {
+    "peak_rss_mb": "weight bytes (MiB)",
+    "params": "parameter count (millions)",
+    "active_params": "parameter count (millions)",
+}
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    out: list[str] = []
+    for err in exc.errors():
+        loc = field_path(err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        for line in message.splitlines():
+            if not loc:  # cross-field checks name their fields themselves
+                out.append(line)
+            elif line.startswith("["):  # "[i]: ..." from a list validator
+                out.append(f"{loc}{line}")
+            else:
+                out.append(f"{loc}: {line}")
+    return out
+
+
+def parse_search_config(doc: Any, *, base_dir: Path | None = None,
+                        name: str | None = None) -> SearchConfig:
+    """Validate a ``search:`` mapping; relative genome paths are resolved against ``base_dir``."""
+    if not isinstance(doc, dict):
+        raise SearchConfigError([f"search: expected a mapping, got {type(doc).__name__}"])
+    doc = dict(doc)
+    if name is not None:
+        doc["name"] = name
+    if base_dir is not None:
+
+        def resolve(p: Any) -> Any:
+            """Relative to the config file; else to the working directory, if it is there."""
+            if not isinstance(p, str) or Path(p).is_absolute():
+                return p
+            here = base_dir / p
+            return str(here if here.exists() or not Path(p).exists() else Path(p).resolve())
+
+        if "base_genome" in doc:
+            doc["base_genome"] = resolve(doc["base_genome"])
+        if isinstance(doc.get("seed_genomes"), list):
+            doc["seed_genomes"] = [resolve(p) for p in doc["seed_genomes"]]
+    try:
+        config = SearchConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise SearchConfigError(_problems(exc)) from None
+    problems: list[str] = []
+    paths = [("base_genome", config.base_genome)] if config.base_genome else []
+    paths += [(f"seed_genomes[{i}]", p) for i, p in enumerate(config.seed_genomes)]
+    for where, path in paths:
+        try:
+            load_genome(path)
+        except FileNotFoundError:
+            problems.append(f"{where}: {path} does not exist")
+        except Exception as exc:  # noqa: BLE001 - InvalidGenome, YAML errors: all named here
+            problems.append(f"{where}: {path}: {exc}")
+    if problems:
+        raise SearchConfigError(problems)
+    return config
+
+
+def load_search_config(path: Path, *, name: str | None = None) -> SearchConfig:
+    """The ``search:`` section of a lab_config.yaml."""
+    path = Path(path)
+    if not path.is_file():
+        raise SearchConfigError([f"config: {path} does not exist"])
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SearchConfigError([f"config: {path} is not valid YAML: {exc}"]) from None
+    if not isinstance(doc, dict) or "search" not in doc:
+        raise SearchConfigError([f"search: {path} has no `search:` section"])
+    section = doc["search"]
+    if isinstance(section, dict) and "proxy" not in section and isinstance(doc.get("proxy"), dict):
+        section = {**section, "proxy": doc["proxy"]}  # the file's `proxy:` (star proxy train)
+    return parse_search_config(section, base_dir=path.parent, name=name)
+
+
+def device_problems(config: SearchConfig, devices: Sequence[Any]) -> list[str]:
+    """Measured metrics / device classes with no registered, non-retired device of the class.
+
+    ``devices`` are ``DeviceSnapshot`` s (kind, tags, status)."""
+    live = [d for d in devices if getattr(d.status, "value", d.status) != "retired"]
+
+    def covered(device_class: str) -> bool:
+        kind, *tags = device_class.split(":")
+        return any(d.kind == kind and set(tags) <= set(d.tags) for d in live)
+
+    problems: list[str] = []
+    seen: set[str] = set()
+    for where, key in config.named_metrics():
+        if key.metric in MEASURED and key.device_class and not covered(key.device_class):
+            problems.append(f"{where}: no registered device of class {key.device_class!r}")
+            seen.add(key.device_class)
+    for i, name in enumerate(config.device_classes or ()):
+        if name not in seen and not covered(name):
+            problems.append(f"device_classes[{i}]: no registered device of class {name!r}")
+    return problems
+
+
+def check_devices(config: SearchConfig, session: Any) -> None:
+    """Raise ``SearchConfigError`` if a measured metric names a class no live device serves."""
+    from star.db import repo
+
+    problems = device_problems(config, repo.list_devices(session))
+    if problems:
+        raise SearchConfigError(problems)

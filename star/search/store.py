@@ -1,0 +1,256 @@
+"""What the search reads and writes beyond ``star.db.repo``: run status, generation state, and the
+rows a generation's evaluation needs. Every function takes a session from
+``Database.session_scope()`` and returns frozen snapshots or plain data.
+
+Run status lives in ``Run.config`` (there is no column for it; no migration needed)::
+
+    {"search": <SearchConfig as JSON>, "genomes": {"base": [...] | None, "seeds": [[...]]},
+     "status": "running" | "stopped" | "done" | "failed", "status_reason": str | None,
+     "stop_requested": bool, "heartbeat_at": ISO time (database clock) of the engine's last sign}
+
+A generation's resumable state lives in ``Generation.state`` (see ``star.search.engine``).
+Read-modify-write of these JSON documents locks the row first (``FOR UPDATE`` on PostgreSQL;
+SQLite transactions here are ``BEGIN IMMEDIATE``, which serialises writers anyway).
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from star.db.errors import NotFoundError
+from star.db.models import Candidate, Device, Generation, Job, Measurement, Run
+from star.db.session import db_now
+from star.db.snapshots import (
+    CandidateSnapshot,
+    DeviceSnapshot,
+    GenerationSnapshot,
+    JobSnapshot,
+    MeasurementSnapshot,
+    RunSnapshot,
+)
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"  # by `star search stop`; `star search resume` continues it
+    DONE = "done"
+    FAILED = "failed"  # an error stopped the engine; the reason is kept; resumable
+
+    def is_finished(self) -> bool:
+        return self is RunStatus.DONE
+
+
+def resolve_run(session: Session, ref: str | int) -> RunSnapshot:
+    """A run by name, else by numeric id."""
+    from star.db import repo
+
+    try:
+        return repo.get_run_by_name(session, str(ref))
+    except NotFoundError:
+        if str(ref).isdigit():
+            return repo.get_run(session, int(ref))
+        raise
+
+
+def _locked_run(session: Session, run_id: int) -> Run:
+    row = session.scalars(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no run with id {run_id}")
+    return row
+
+
+def update_run_config(session: Session, *, run_id: int, **fields: Any) -> RunSnapshot:
+    """Set top-level keys of ``Run.config`` (status, stop_requested, ...)."""
+    row = _locked_run(session, run_id)
+    config = copy.deepcopy(dict(row.config or {}))
+    config.update(fields)
+    row.config = config
+    session.flush()
+    return RunSnapshot.of(row)
+
+
+def set_status(session: Session, *, run_id: int, status: RunStatus,
+               reason: str | None = None, **extra: Any) -> RunSnapshot:
+    return update_run_config(
+        session, run_id=run_id, status=status.value, status_reason=reason,
+        heartbeat_at=db_now(session).isoformat(), **extra,
+    )
+
+
+def heartbeat(session: Session, *, run_id: int) -> bool:
+    """Stamp the engine's heartbeat; returns whether a stop was requested."""
+    snap = update_run_config(session, run_id=run_id, heartbeat_at=db_now(session).isoformat())
+    return bool(snap.config.get("stop_requested"))
+
+
+def stop_requested(session: Session, *, run_id: int) -> bool:
+    row = session.get(Run, run_id)
+    if row is None:
+        raise NotFoundError(f"no run with id {run_id}")
+    return bool((row.config or {}).get("stop_requested"))
+
+
+# ---- generations ---------------------------------------------------------------------------
+
+
+def get_generation(session: Session, *, run_id: int, index: int) -> GenerationSnapshot | None:
+    row = session.scalars(
+        select(Generation).where(Generation.run_id == run_id, Generation.index == index)
+    ).one_or_none()
+    return GenerationSnapshot.of(row) if row is not None else None
+
+
+def _locked_generation(session: Session, generation_id: int) -> Generation:
+    row = session.scalars(
+        select(Generation).where(Generation.id == generation_id).with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no generation with id {generation_id}")
+    return row
+
+
+def update_generation(session: Session, *, generation_id: int, **fields: Any) -> GenerationSnapshot:
+    """Set top-level keys of ``Generation.state``."""
+    row = _locked_generation(session, generation_id)
+    state = copy.deepcopy(dict(row.state or {}))
+    state.update(fields)
+    row.state = state
+    session.flush()
+    return GenerationSnapshot.of(row)
+
+
+def update_entry(session: Session, *, generation_id: int, genome_id: str,
+                 **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into ``state["candidates"][genome_id]``; returns the new entry."""
+    row = _locked_generation(session, generation_id)
+    state = copy.deepcopy(dict(row.state or {}))
+    entry = dict(state.setdefault("candidates", {}).get(genome_id, {}))
+    entry.update(fields)
+    state["candidates"][genome_id] = entry
+    row.state = state
+    session.flush()
+    return entry
+
+
+def entry_of(session: Session, *, generation_id: int, genome_id: str) -> dict[str, Any]:
+    """The entry as stored now (read inside the caller's locking transaction)."""
+    row = _locked_generation(session, generation_id)
+    return dict((row.state or {}).get("candidates", {}).get(genome_id, {}))
+
+
+def run_entries(session: Session, *, run_id: int) -> dict[str, dict[str, Any]]:
+    """Every generation's candidate entries, later generations winning (a genome re-asked in a
+    later generation carries its earlier artifact and jobs along)."""
+    merged: dict[str, dict[str, Any]] = {}
+    query = select(Generation).where(Generation.run_id == run_id).order_by(Generation.index)
+    for row in session.scalars(query):
+        for gid, entry in (row.state or {}).get("candidates", {}).items():
+            merged[gid] = {**merged.get(gid, {}), **entry}
+    return merged
+
+
+# ---- what an evaluation reads --------------------------------------------------------------
+
+
+def candidates_by_hash(session: Session, *, run_id: int,
+                       hashes: Iterable[str] | None = None) -> dict[str, CandidateSnapshot]:
+    query = select(Candidate).where(Candidate.run_id == run_id).order_by(Candidate.id)
+    wanted = None if hashes is None else list(dict.fromkeys(hashes))
+    if wanted is not None:
+        query = query.where(Candidate.genome_hash.in_(wanted))
+    return {r.genome_hash: CandidateSnapshot.of(r) for r in session.scalars(query)}
+
+
+def jobs_by_id(session: Session, ids: Iterable[int]) -> dict[int, JobSnapshot]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = session.scalars(select(Job).where(Job.id.in_(wanted)))
+    return {r.id: JobSnapshot.of(r) for r in rows}
+
+
+def jobs_of_candidates(session: Session,
+                       candidate_ids: Iterable[int]) -> dict[int, list[JobSnapshot]]:
+    wanted = sorted(set(candidate_ids))
+    out: dict[int, list[JobSnapshot]] = {c: [] for c in wanted}
+    if wanted:
+        query = select(Job).where(Job.candidate_id.in_(wanted)).order_by(Job.id)
+        for r in session.scalars(query):
+            out[r.candidate_id].append(JobSnapshot.of(r))  # type: ignore[index]
+    return out
+
+
+@dataclass(frozen=True)
+class MeasuredRow:
+    """A stored measurement with the device that took it."""
+
+    measurement: MeasurementSnapshot
+    device: DeviceSnapshot
+
+
+def measurements_of_candidates(session: Session,
+                               candidate_ids: Iterable[int]) -> dict[int, list[MeasuredRow]]:
+    wanted = sorted(set(candidate_ids))
+    out: dict[int, list[MeasuredRow]] = {c: [] for c in wanted}
+    if not wanted:
+        return out
+    query = (
+        select(Measurement, Device)
+        .join(Device, Device.id == Measurement.device_id)
+        .where(Measurement.candidate_id.in_(wanted))
+        .order_by(Measurement.id)
+    )
+    for m, d in session.execute(query):
+        assert m.candidate_id is not None  # selected by it
+        out[m.candidate_id].append(MeasuredRow(MeasurementSnapshot.of(m), DeviceSnapshot.of(d)))
+    return out
+
+
+def genome_doc(genes: Iterable[int]) -> dict[str, Any]:
+    """The stored form of a genome: ``genome_hash`` of it equals ``Genome.genome_id``."""
+    return {"encoding": 1, "genes": [int(g) for g in genes]}
+
+
+def run_summary(session: Session, run: RunSnapshot) -> Mapping[str, Any]:
+    """Status, generations and job counts for ``star search status``."""
+    gens = session.scalars(
+        select(Generation).where(Generation.run_id == run.id).order_by(Generation.index)
+    ).all()
+    cands = session.scalars(select(Candidate.id).where(Candidate.run_id == run.id)).all()
+    states: dict[str, int] = {}
+    if cands:
+        for state in session.scalars(select(Job.state).where(Job.candidate_id.in_(cands))):
+            states[str(getattr(state, "value", state))] = states.get(
+                str(getattr(state, "value", state)), 0) + 1
+    generations = []
+    for g in gens:
+        st = g.state or {}
+        reasons = st.get("reasons", {})
+        generations.append({
+            "index": g.index,
+            "phase": st.get("phase"),
+            "told": bool(st.get("told")),
+            "candidates": len(st.get("genome_ids", [])),
+            "infeasible": len(reasons),
+            "feasible": (len(st.get("genome_ids", [])) - len(reasons)) if st.get("told") else None,
+        })
+    config = run.config or {}
+    return {
+        "run": run.name,
+        "id": run.id,
+        "status": config.get("status"),
+        "status_reason": config.get("status_reason"),
+        "stop_requested": bool(config.get("stop_requested")),
+        "heartbeat_at": config.get("heartbeat_at"),
+        "generations_planned": (config.get("search") or {}).get("generations"),
+        "generations": generations,
+        "candidates": len(cands),
+        "jobs": states,
+    }
