@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -193,7 +194,7 @@ def search_status(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     reason = f" ({summary['status_reason']})" if summary["status_reason"] else ""
     console.print(f"run [bold]{summary['run']}[/] (id {summary['id']}): {summary['status']}"
                   f"{reason}; {summary['candidates']} candidates; jobs {summary['jobs']}")
@@ -239,7 +240,7 @@ def frontier(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     where = f" on {report.device}" if report.device else ""
     feasible = sum(p.feasible for p in report.points)
     console.print(f"run [bold]{report.run}[/]{where}: {len(report.points)} candidates, "

@@ -187,8 +187,9 @@ def plot_frontier(report: FrontierReport, path: str | Path, *, x: str | None = N
         ax.scatter(*xy(others), s=18, c="0.6", label=f"feasible ({len(feasible)})")
         front = sorted(report.front, key=lambda p: float(p.values[x] or 0.0))
         fx, fy = xy(front)
-        ax.plot(fx, fy, "o-", c="tab:red", ms=6, drawstyle="steps-post" if y else "default",
-                label=f"frontier ({len(front)})")
+        # markers only: with more than two objectives the front is not a staircase in 2-D
+        ax.scatter(fx, fy, s=40, c="tab:red", zorder=3,
+                   label=f"frontier over all objectives ({len(front)})")
         ax.set_xlabel(x)
         ax.set_ylabel(y or "generation")
         where = f" on {report.device}" if report.device else ""
