@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pair in adb:adb bwrap:bubblewrap cmake:cmake g++:g++ docker-compose:docker-compose; do
+for pair in adb:adb bwrap:bubblewrap cmake:cmake g++:g++ docker-compose:docker-compose chromium:chromium; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then

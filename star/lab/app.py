@@ -33,7 +33,7 @@ from star.db.errors import (
 from star.db.store import ArtifactStore, StoreError
 from star.lab.deps import TokenCache
 from star.lab.reaper import Reaper
-from star.lab.routes import agent, artifacts, devices, health, jobs, measurements, runs
+from star.lab.routes import agent, artifacts, devices, health, jobs, measurements, runs, web
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def create_app(settings: LabSettings, *, db: Database | None = None) -> FastAPI:
     app.state.reaper = reaper
     _install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(web.router)
     for module in (devices, agent, jobs, artifacts, runs, measurements):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

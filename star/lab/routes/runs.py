@@ -1,21 +1,220 @@
-"""Runs and their candidates (read-only here: the search writes them through star.db.repo)."""
+"""Runs and their candidates: launch a search run, read its rows, export its measurements.
+
+``POST /runs`` validates the body (a ``SearchConfig``) completely before anything is written -
+field checks, genome files, then a registered device for every measured device class - and
+answers 422 naming the field. With ``start=true`` (the default) it creates the run and starts
+``SearchEngine.run()`` in a daemon thread of this coordinator process; with ``start=false`` it
+only records the run (status ``stopped``) for ``star search resume NAME`` to drive from any
+machine. A coordinator that exits while its engine thread runs leaves the run ``running`` with a
+stale heartbeat: ``star search resume NAME`` (``--force`` within two minutes) continues it.
+
+Relative genome paths in the body are resolved against the working directory of the coordinator.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import csv
+import io
+import logging
+import re
+import threading
+from datetime import datetime
+from typing import Annotated, Any
 
-from device_agents.protocol import CandidatePublic, CandidatesPublic, RunPublic, RunsPublic
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from device_agents.protocol import (
+    API_PREFIX,
+    CandidatePublic,
+    CandidatesPublic,
+    RunPublic,
+    RunsPublic,
+)
 from star.db import repo
-from star.lab.deps import AdminDep, SessionDep, TxRoute
+from star.db.models import Artifact, Candidate, Device, Generation, Measurement
+from star.lab.deps import AdminDep, DatabaseDep, SessionDep, StoreDep, TxRoute
 from star.lab.public import candidate_public, run_public
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(tags=["runs"], route_class=TxRoute)
+
+# Engines started by this process, by run id (a run is driven by one engine at a time).
+_ENGINES: dict[int, threading.Thread] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+# ---- schemas ---------------------------------------------------------------------------------
+
+
+class MeasurementDetail(BaseModel):
+    id: int
+    job_id: int
+    artifact_id: int
+    device_id: int
+    device_name: str
+    device_kind: str
+    device_tags: list[str]
+    context: int
+    ttft_median_ms: float | None = None
+    ttft_stddev_ms: float | None = None
+    ttft_samples_ms: list[float] | None = None
+    decode_median_ms: float | None = None
+    decode_stddev_ms: float | None = None
+    decode_samples_ms: list[float] | None = None
+    peak_rss_bytes: int | None = None
+    oom: bool
+    error: str | None = None
+    temp_before_c: float | None = None
+    temp_after_c: float | None = None
+    thermal: dict[str, Any] | None = None
+    runtime: dict[str, Any]
+    flagged_hot: bool
+    flagged_noisy: bool
+    created_at: datetime | None = None
+
+
+class ArtifactLink(BaseModel):
+    id: int
+    sha256: str
+    size_bytes: int
+    format: str
+    quant: str
+    url: str  # download: GET this with the admin (or a device) token
+
+
+class CandidateDetail(CandidatePublic):
+    generation: int | None = None
+    arch: str | None = None  # the llama.cpp architecture it exports to
+    artifacts: list[ArtifactLink]
+    measurements: list[MeasurementDetail]
+
+
+class FrontierPointPublic(BaseModel):
+    candidate_id: int
+    genome_id: str
+    generation: int | None = None
+    arch: str | None = None
+    values: dict[str, float | str | None]  # "inf": OOM; null: missing
+    feasible: bool
+    reason: str | None = None
+    on_front: bool
+    url: str
+
+
+class FrontierPublic(BaseModel):
+    run_id: int
+    run: str
+    status: str | None = None
+    device: str | None = None
+    objectives: list[str]  # every objective of the run (retargeted to ``device`` if a class)
+    selected: list[str]  # those the front was computed over
+    budgets: list[dict[str, Any]]
+    data: list[FrontierPointPublic]
+    count: int
+    front: int
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+_PATH = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.*)$", re.S)
+
+
+def _loc(path: str) -> list[str | int]:
+    out: list[str | int] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        out.append(int(part[1:-1]) if part.startswith("[") else part)
+    return out
+
+
+def _unprocessable(problems: list[str], where: str = "body") -> HTTPException:
+    detail = []
+    for p in problems:
+        m = _PATH.match(p)
+        loc: list[str | int] = [where, *_loc(m.group(1))] if m else [where]
+        detail.append({"type": "value_error", "loc": loc, "msg": p, "input": None})
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
+
+
+def _engine_thread(engine: Any) -> None:
+    try:
+        engine.run()
+    except Exception:  # noqa: BLE001 - the engine stores "failed" itself; keep the thread quiet
+        log.exception("search run %s: engine stopped with an error", engine.run_name)
+    finally:
+        with _ENGINES_LOCK:
+            _ENGINES.pop(engine.run_id, None)
+
+
+def _csv_value(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, list | tuple):
+        return ";".join(str(x) for x in v)
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return v
+
+
+# ---- routes ----------------------------------------------------------------------------------
 
 
 @router.get("/runs")
 def list_runs(session: SessionDep, _: AdminDep) -> RunsPublic:
     data = [run_public(r) for r in repo.list_runs(session)]
     return RunsPublic(data=data, count=len(data))
+
+
+@router.post("/runs", status_code=status.HTTP_201_CREATED)
+def launch_run(
+    body: dict[str, Any],
+    db: DatabaseDep,
+    store: StoreDep,
+    _: AdminDep,
+    start: Annotated[bool, Query(description="start the engine here (else: star search resume)")]
+    = True,
+) -> RunPublic:
+    """Launch a search run from a ``SearchConfig`` (the ``search:`` section as JSON)."""
+    from pathlib import Path
+
+    from star.db.errors import AlreadyExistsError, NotFoundError
+    from star.search import store as search_store
+    from star.search.config import SearchConfigError, check_devices, parse_search_config
+    from star.search.engine import SearchEngine
+    from star.search.store import RunStatus
+
+    try:
+        config = parse_search_config(body, base_dir=Path.cwd())
+        with db.session_scope(readonly=True) as s:
+            check_devices(config, s)
+            try:
+                repo.get_run_by_name(s, config.name)
+            except NotFoundError:  # the name is free
+                pass
+            else:
+                raise AlreadyExistsError(f"name: a run named {config.name!r} exists; "
+                                         f"`star search resume {config.name}` continues it")
+    except SearchConfigError as exc:
+        raise _unprocessable(exc.problems) from None
+    try:
+        engine = SearchEngine.create(db, store, config)
+    except SearchConfigError as exc:  # a device retired in between
+        raise _unprocessable(exc.problems) from None
+    if start:
+        thread = threading.Thread(target=_engine_thread, args=(engine,),
+                                  name=f"search-{engine.run_id}", daemon=True)
+        with _ENGINES_LOCK:
+            _ENGINES[engine.run_id] = thread
+        thread.start()
+    else:
+        with db.session_scope() as s:
+            search_store.set_status(s, run_id=engine.run_id, status=RunStatus.STOPPED,
+                                    reason="launched with start=false: `star search resume`")
+    with db.session_scope(readonly=True) as s:
+        return run_public(repo.get_run(s, engine.run_id))
 
 
 @router.get("/runs/{run_id}")
@@ -30,6 +229,157 @@ def list_candidates(run_id: int, session: SessionDep, _: AdminDep) -> Candidates
     return CandidatesPublic(data=data, count=len(data))
 
 
+@router.get("/runs/{run_id}/frontier")
+def get_frontier(
+    run_id: int,
+    db: DatabaseDep,
+    _: AdminDep,
+    device: Annotated[str | None, Query(description="a device name or class (kind[:tag])")]
+    = None,
+    objectives: Annotated[str | None, Query(description="comma-separated objectives of the run "
+                                                        "to compute the front over")] = None,
+) -> FrontierPublic:
+    """Non-dominated sort of the run's feasible candidates, from its stored rows."""
+    from star.search.frontier import FrontierError, pareto_front, run_frontier
+
+    with db.session_scope(readonly=True) as s:
+        repo.get_run(s, run_id)
+    try:
+        report = run_frontier(db, run_id, device=device)
+    except FrontierError as exc:
+        msg = str(exc).removeprefix("--")
+        field = "device" if msg.startswith("device") else "run_id"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[
+            {"type": "value_error", "loc": ["query" if field == "device" else "path", field],
+             "msg": msg, "input": device}]) from None
+    selected = list(report.objectives)
+    if objectives:
+        # a name as listed, or as the run's config wrote it (before retargeting to a class)
+        with db.session_scope(readonly=True) as s:
+            raw = ((repo.get_run(s, run_id).config or {}).get("search") or {}).get(
+                "objectives") or []
+        aliases = {**dict(zip(raw, report.objectives, strict=False)),
+                   **{o: o for o in report.objectives}}
+        wanted = [o.strip() for o in objectives.split(",") if o.strip()]
+        unknown = [o for o in wanted if o not in aliases]
+        if unknown or not wanted:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[
+                {"type": "value_error", "loc": ["query", "objectives"],
+                 "msg": f"objectives: {unknown or '(none)'} not among the run's objectives "
+                        f"{report.objectives}", "input": objectives}])
+        selected = list(dict.fromkeys(aliases[o] for o in wanted))
+    feasible = [p for p in report.points if p.feasible]
+    rows = [[float(p.values[o]) if p.values[o] is not None else float("nan") for o in selected]
+            for p in feasible]
+    front = {feasible[i].candidate_id for i in pareto_front(rows)}
+
+    def clean(v: float | None) -> float | str | None:
+        return None if v is None else ("inf" if v == float("inf") else v)
+
+    data = [
+        FrontierPointPublic(
+            candidate_id=p.candidate_id, genome_id=p.genome_id, generation=p.generation,
+            arch=p.arch, values={k: clean(v) for k, v in p.values.items()},
+            feasible=p.feasible, reason=p.reason or None, on_front=p.candidate_id in front,
+            url=f"{API_PREFIX}/candidates/{p.candidate_id}",
+        )
+        for p in report.points
+    ]
+    return FrontierPublic(
+        run_id=report.run_id, run=report.run, status=report.status, device=report.device,
+        objectives=report.objectives, selected=selected, budgets=report.budgets, data=data,
+        count=len(data), front=len(front),
+    )
+
+
+@router.get("/runs/{run_id}/measurements.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}}})
+def measurements_csv(run_id: int, session: SessionDep, _: AdminDep) -> Response:
+    """Every measurement of the run's candidates, one row each, with its provenance."""
+    run = repo.get_run(session, run_id)
+    query = (
+        select(Measurement, Device, Candidate, Generation.index, Artifact.quant)
+        .join(Device, Device.id == Measurement.device_id)
+        .join(Candidate, Candidate.id == Measurement.candidate_id)
+        .join(Artifact, Artifact.id == Measurement.artifact_id)
+        .outerjoin(Generation, Generation.id == Candidate.generation_id)
+        .where(Candidate.run_id == run_id)
+        .order_by(Measurement.id)
+    )
+    columns = [
+        "run", "run_id", "generation", "candidate_id", "genome_id", "arch", "quant",
+        "measurement_id", "job_id", "artifact_id", "device_name", "device_kind", "device_tags",
+        "context", "ttft_median_ms", "ttft_stddev_ms", "decode_median_ms", "decode_stddev_ms",
+        "peak_rss_bytes", "oom", "error", "temp_before_c", "temp_after_c", "flagged_hot",
+        "flagged_noisy", "llama_cpp_commit", "threads", "flash_attn", "cache_type_k",
+        "cache_type_v", "n_gen", "repetitions", "created_at",
+    ]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for m, d, c, gen, quant in session.execute(query):
+        rt = m.runtime or {}
+        pre = (c.analytic_costs or {}).get("prescreen") or {}
+        row = {
+            "run": run.name, "run_id": run.id, "generation": gen, "candidate_id": c.id,
+            "genome_id": c.genome_hash, "arch": pre.get("arch") or (c.arch_spec or {}).get("arch"),
+            "quant": quant, "measurement_id": m.id, "job_id": m.job_id,
+            "artifact_id": m.artifact_id, "device_name": d.name, "device_kind": d.kind,
+            "device_tags": list(d.tags or []), "context": m.context,
+            "ttft_median_ms": m.ttft_median_ms, "ttft_stddev_ms": m.ttft_stddev_ms,
+            "decode_median_ms": m.decode_median_ms, "decode_stddev_ms": m.decode_stddev_ms,
+            "peak_rss_bytes": m.peak_rss_bytes, "oom": bool(m.oom), "error": m.error,
+            "temp_before_c": m.temp_before_c, "temp_after_c": m.temp_after_c,
+            "flagged_hot": bool(m.flagged_hot), "flagged_noisy": bool(m.flagged_noisy),
+            "llama_cpp_commit": rt.get("llama_cpp_commit"), "threads": rt.get("threads"),
+            "flash_attn": rt.get("flash_attn"), "cache_type_k": rt.get("cache_type_k"),
+            "cache_type_v": rt.get("cache_type_v"), "n_gen": rt.get("n_gen"),
+            "repetitions": rt.get("repetitions"), "created_at": m.created_at,
+        }
+        writer.writerow([_csv_value(row[k]) for k in columns])
+    return Response(
+        buf.getvalue(), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="run-{run_id}-measurements.csv"'},
+    )
+
+
 @router.get("/candidates/{candidate_id}")
-def get_candidate(candidate_id: int, session: SessionDep, _: AdminDep) -> CandidatePublic:
-    return candidate_public(repo.get_candidate(session, candidate_id))
+def get_candidate(candidate_id: int, session: SessionDep, _: AdminDep) -> CandidateDetail:
+    """A candidate with its genome, arch, analytic costs, proxy metrics, artifacts (download
+    links) and every measurement (spread, samples, temperatures, device)."""
+    from star.search import store as search_store
+
+    c = repo.get_candidate(session, candidate_id)
+    rows = search_store.measurements_of_candidates(session, [c.id])[c.id]
+    gen = session.get(Generation, c.generation_id) if c.generation_id is not None else None
+    art_ids = {a.id for a in repo.list_artifacts(session, candidate_id=c.id, limit=1000)}
+    art_ids |= {r.measurement.artifact_id for r in rows}
+    arts = session.scalars(select(Artifact).where(Artifact.id.in_(sorted(art_ids)))).all()
+    pre = (c.analytic_costs or {}).get("prescreen") or {}
+    measurements = []
+    for r in rows:
+        m = r.measurement
+        measurements.append(MeasurementDetail(
+            id=m.id, job_id=m.job_id, artifact_id=m.artifact_id, device_id=m.device_id,
+            device_name=r.device.name, device_kind=r.device.kind,
+            device_tags=list(r.device.tags), context=m.context,
+            ttft_median_ms=m.ttft_median_ms, ttft_stddev_ms=m.ttft_stddev_ms,
+            ttft_samples_ms=list(m.ttft_samples_ms) if m.ttft_samples_ms is not None else None,
+            decode_median_ms=m.decode_median_ms, decode_stddev_ms=m.decode_stddev_ms,
+            decode_samples_ms=(list(m.decode_samples_ms)
+                               if m.decode_samples_ms is not None else None),
+            peak_rss_bytes=m.peak_rss_bytes, oom=m.oom, error=m.error,
+            temp_before_c=m.temp_before_c, temp_after_c=m.temp_after_c, thermal=m.thermal,
+            runtime=m.runtime, flagged_hot=m.flagged_hot, flagged_noisy=m.flagged_noisy,
+            created_at=m.created_at,
+        ))
+    base = candidate_public(c).model_dump()
+    return CandidateDetail(
+        **base,
+        generation=gen.index if gen is not None else None,
+        arch=pre.get("arch") or (c.arch_spec or {}).get("arch"),
+        artifacts=[ArtifactLink(id=a.id, sha256=a.sha256, size_bytes=a.size_bytes,
+                                format=a.format, quant=a.quant,
+                                url=f"{API_PREFIX}/artifacts/{a.id}/content") for a in arts],
+        measurements=measurements,
+    )
