@@ -29,6 +29,13 @@ def fast_lab(tmp_path: Path) -> Iterator[Lab]:
     yield from start_lab(tmp_path, lease_seconds=0.6, reaper_interval_s=0.2)
 
 
+@pytest.fixture
+def steady_lab(tmp_path: Path) -> Iterator[Lab]:
+    """Leases of 2 s: long enough that a loaded CI machine's latency spike between two
+    heartbeats 0.4 s apart cannot expire them, short enough that the test outlives one."""
+    yield from start_lab(tmp_path, lease_seconds=2.0, reaper_interval_s=0.2)
+
+
 def _lease(lab: Lab, token: str) -> dict[str, Any] | None:
     with lab.client(token) as agent:
         r = agent.post(api("/agent/lease"))
@@ -106,19 +113,19 @@ def test_lease_expiry_requeues_counts_attempts_and_fails_with_reason(fast_lab: L
     assert r.status_code == 409
 
 
-def test_heartbeat_keeps_the_lease(fast_lab: Lab) -> None:
-    lab = fast_lab
+def test_heartbeat_keeps_the_lease(steady_lab: Lab) -> None:
+    lab = steady_lab
     token = lab.register("steady")
     art = lab.upload(b"model")
     lab.job(art["id"])
     spec = _lease(lab, token)
     assert spec is not None
     with lab.client(token) as agent:
-        for _ in range(8):  # 1.6 s > lease of 0.6 s
+        for _ in range(8):  # 3.2 s > lease of 2 s
             beat = {"job_id": spec["job_id"], "lease_token": spec["lease_token"]}
             r = agent.post(api("/agent/heartbeat"), json=beat)
             assert r.status_code == 200 and r.json()["lease_valid"] is True
-            time.sleep(0.2)
+            time.sleep(0.4)
         assert lab.admin.get(api(f"/jobs/{spec['job_id']}")).json()["state"] == "leased"
         r = agent.post(api(f"/agent/jobs/{spec['job_id']}/result"), json=_submission(spec))
     assert r.status_code == 200 and r.json()["state"] == "done"
