@@ -49,6 +49,13 @@ BUILD_FLAGS: tuple[str, ...] = (
     "-DLLAMA_BUILD_APP=OFF",
     "-DLLAMA_BUILD_TOOLS=ON",
 )
+if platform.machine().lower() in ("x86_64", "amd64"):
+    # No AMX: in this llama.cpp, tile instructions run on worker threads that never asked the
+    # kernel for tile-data permission (XFD), and every quantized matmul dies with SIGILL on
+    # AMX CPUs under recent kernels (seen here: Q8_0/Q4_0 llama-bench, exit 132; llama.cpp PR
+    # 26954). GCC honours an explicit -mno-* whatever -march=native says; AVX-512/VNNI stay.
+    _NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    BUILD_FLAGS += (f"-DCMAKE_C_FLAGS={_NO_AMX}", f"-DCMAKE_CXX_FLAGS={_NO_AMX}")
 TARGETS: tuple[str, ...] = ("llama-bench", "llama-quantize", "llama-completion", "llama", "ggml")
 
 _MARKER = "runtime.json"

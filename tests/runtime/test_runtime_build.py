@@ -115,3 +115,28 @@ def test_build_key_is_per_flags_and_cpu() -> None:
     key = build.build_key()
     assert key.startswith("0.3.36-") and len(key.split("-")[1]) == 10
     assert build.build_dir().name == key
+
+
+@pytest.mark.parametrize("quant", ["q8_0", "q4_0"])
+def test_quantized_matmuls_run_on_this_cpu(runtime: RuntimeInfo, tmp_path: Path,
+                                           quant: str) -> None:
+    """A quantized model prefills and decodes without dying: on AMX CPUs this llama.cpp's tile
+    kernels crashed every Q8_0/Q4_0 matmul with SIGILL until the build left AMX out."""
+    import torch
+
+    from star.export import export_gguf
+    from star.genome import Scale, load_genome, scale_spec
+    from star.nn import StarModel
+    from tests.conftest import ROOT
+
+    spec = scale_spec(load_genome(ROOT / "genomes/lfm2-350m.yaml").to_spec(),
+                      Scale(d_model=64, head_dim=16, vocab_size=256, context_length=512))
+    model = StarModel(spec, device="cpu", dtype=torch.float32, seed=0)
+    path = export_gguf(spec, model, tmp_path / f"m-{quant}.gguf", quant=quant, name=quant).path
+    proc = subprocess.run(
+        [str(runtime.llama_bench), "-m", str(path), "-p", "64", "-n", "4", "-t", "1", "-r", "1",
+         "-o", "json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    rows = json.loads(proc.stdout)
+    assert [(r["n_prompt"], r["n_gen"]) for r in rows] == [(64, 0), (0, 4)]
+    assert all(r["avg_ns"] > 0 for r in rows)
