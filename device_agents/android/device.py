@@ -237,10 +237,12 @@ class AndroidDevice:
         """Kill benchmark processes left by an earlier agent (the phone dropped mid-run, the
         agent died) and remove their directories, so they neither heat nor load the phone."""
         jobs = self._q("jobs")
+        # wrappers first: a wrapper outliving its benchmark writes rc into the directory being
+        # removed ("Directory not empty"); the second rm catches a write already under way
         return self.transport.shell(
-            f"for f in {jobs}/*/*/bench.pid {jobs}/*/*/wrapper.pid; do "
+            f"for f in {jobs}/*/*/wrapper.pid {jobs}/*/*/bench.pid; do "
             '[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done; '
-            f"rm -rf {jobs}; true",
+            f"rm -rf {jobs} 2>/dev/null || {{ sleep 0.2; rm -rf {jobs}; }}; true",
             timeout_s=self.profile.call_timeout_s,
         )
 
