@@ -123,6 +123,32 @@ class OperatorSettings(BaseModel):
     channel_mixers: list[str] | None = None
     # depth range of random genomes in the initial population
     layers: tuple[int, int] = (4, 24)
+    # Surrogate-assisted pre-selection (star.search.surrogate): make `oversample` x population
+    # offspring per generation and send to the devices only the population's worth predicted
+    # best by an online ridge model of the told F/G on analytic features (the first generation:
+    # by the analytic costs alone). Offspring are free, device evaluations are not. False: plain
+    # NSGA-II offspring (runs created before this field existed replay that way).
+    surrogate: bool = True
+    oversample: int = Field(default=10, ge=1, le=64)
+    # predicted objectives are lowered by this many predictive sd before ranking (optimism in
+    # the face of uncertainty; 0 ranks by the predicted mean)
+    optimism: float = Field(default=1.0, ge=0.0, le=5.0)
+    # how the kept offspring are chosen (star.search.preselect): "hv" greedy hypervolume gain
+    # over everything told, "rank" NSGA-II's rank and crowding with the population
+    preselect: Literal["hv", "rank"] = "hv"
+    # share of the oversampled pool drawn fresh from the initial sampler (seed mutants, random
+    # genomes) instead of bred from the population: the surrogate keeps the good ones
+    immigrants: float = Field(default=0.3, ge=0.0, le=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_before_surrogate(cls, data: Any, info: ValidationInfo) -> Any:
+        """A stored config (resume) written before the surrogate existed ran without it: its
+        replay must ask the genomes it asked then."""
+        if (isinstance(data, dict) and info.context and info.context.get("stored")
+                and "surrogate" not in data):
+            return {**data, "surrogate": False}
+        return data
 
     @field_validator("token_mixers", "channel_mixers")
     @classmethod
