@@ -280,6 +280,11 @@ class RunPublic(_Out):
     config: dict[str, Any]
     seed: int | None = None
     created_at: datetime | None = None
+    # a search run's state (copied from config): running | stopped | done | failed
+    status: str | None = None
+    status_reason: str | None = None
+    driver: str | None = None  # "coordinator" (REST) or "cli" (star search run|resume)
+    heartbeat_at: str | None = None  # the engine's last sign of life (database clock)
 
 
 class RunsPublic(_Out):

@@ -58,6 +58,17 @@ class CoordinatorSettings(BaseModel):
     threads: int = Field(default=8, ge=1, le=256)
     # Seconds a device token stays authenticated without a database look-up (0: every call).
     auth_cache_s: float = Field(default=2.0, ge=0)
+    # Search engines in this process (star.lab.engines): POST /runs starts one, and runs that
+    # a coordinator drove are adopted when their engine is gone. Off: runs are only recorded,
+    # and `star search resume` drives them from wherever it runs.
+    engines: bool = True
+    # An engine silent this long is taken for dead (it heartbeats every engine_heartbeat_s).
+    engine_stale_s: float = Field(default=120.0, gt=0)
+    engine_heartbeat_s: float = Field(default=10.0, gt=0)
+    adopt_interval_s: float = Field(default=10.0, gt=0)  # how often orphaned runs are looked for
+    # At shutdown, how long engines get to reach a phase boundary (else they die mid-phase and
+    # are adopted, and continued where they were, by the next coordinator).
+    engine_shutdown_s: float = Field(default=15.0, ge=0)
 
 
 class AgentSettings(BaseModel):

@@ -8,7 +8,9 @@ silently skipped.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -277,13 +279,17 @@ class ProcessServer:
             sys.executable, "-m", "uvicorn", "star.lab.asgi:app_from_env", "--factory",
             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
         ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT)
+        # its own process group: kill() takes its children (proxy-training workers) with it,
+        # as a crashed host would
+        self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, start_new_session=True)
         wait_up(self.url, proc=self.proc)
         return self
 
     def kill(self) -> None:
+        """SIGKILL to the server and every process it started."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:

@@ -22,6 +22,10 @@ ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="lab_config.yaml (default: $STAR_CONFIG)")
 ]
 RunArg = Annotated[str, typer.Argument(help="run name (or id)")]
+ProgressOpt = Annotated[
+    bool, typer.Option("--progress/--no-progress",
+                       help="live bars: generations, exported / trained / measured, ETA")
+]
 
 search_app = typer.Typer(help="Hardware-in-the-loop NSGA-II search runs.", no_args_is_help=True)
 
@@ -64,8 +68,10 @@ def _logging(verbose: bool) -> None:
         logger.addHandler(handler)
 
 
-def _drive(engine: Any, max_generations: int | None) -> None:
-    """Run the engine; SIGTERM asks it to stop at the next phase boundary."""
+def _drive(engine: Any, max_generations: int | None, *, progress: bool = True) -> None:
+    """Run the engine under a live progress display; SIGTERM asks it to stop at the next phase
+    boundary."""
+    from star.cli.progress import SearchProgress
     from star.search import store
 
     def _term(_signum: int, _frame: object) -> None:
@@ -74,7 +80,11 @@ def _drive(engine: Any, max_generations: int | None) -> None:
 
     previous = signal.signal(signal.SIGTERM, _term)
     try:
-        status = engine.run(max_generations=max_generations)
+        if progress:
+            with SearchProgress(engine):
+                status = engine.run(max_generations=max_generations)
+        else:
+            status = engine.run(max_generations=max_generations)
     finally:
         signal.signal(signal.SIGTERM, previous)
     typer.echo(f"run {engine.run_name}: {status.value} "
@@ -93,6 +103,7 @@ def search_run(
         int | None, typer.Option(help="stop after this many generations (resume continues)")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    progress: ProgressOpt = True,
 ) -> None:
     """Start a run from the `search:` section of lab_config.yaml (checked before it starts)."""
     from star.config import config_file
@@ -122,7 +133,7 @@ def search_run(
     except AlreadyExistsError:
         fail(f"--name: a run named {search.name!r} exists; `star search resume {search.name}` "
              "continues it")
-    _drive(engine, max_generations)
+    _drive(engine, max_generations, progress=progress)
 
 
 @search_app.command("resume")
@@ -134,6 +145,7 @@ def search_resume(
     ] = False,
     max_generations: Annotated[int | None, typer.Option(help="stop after this many")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    progress: ProgressOpt = True,
 ) -> None:
     """Continue a stopped, failed or crashed run (deterministic replay of told generations)."""
     from star.db.errors import NotFoundError
@@ -149,7 +161,7 @@ def search_resume(
         fail(f"RUN: {exc}")
     except SearchError as exc:
         fail(str(exc))
-    _drive(engine, max_generations)
+    _drive(engine, max_generations, progress=progress)
 
 
 @search_app.command("stop")

@@ -2,7 +2,8 @@
 
 Nothing happens at import time. ``create_app`` opens the database and refuses to start when the
 schema is not at the head revision (the message names ``star db upgrade``); the lifespan runs the
-periodic reaper.
+periodic reaper and the search engines of this process (``star.lab.engines``): orphaned runs
+are adopted at start, and running engines stop at a phase boundary at shutdown.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from star.db.errors import (
 )
 from star.db.store import ArtifactStore, StoreError
 from star.lab.deps import TokenCache
+from star.lab.engines import EngineSupervisor
 from star.lab.reaper import Reaper
 from star.lab.routes import agent, artifacts, devices, health, jobs, measurements, runs, web
 
@@ -97,6 +99,11 @@ def create_app(settings: LabSettings, *, db: Database | None = None) -> FastAPI:
     db = db or Database(settings.db_url)
     revision = require_current_schema(db.engine)
     reaper = Reaper(db, settings.coordinator.reaper_interval_s)
+    c = settings.coordinator
+    engines = EngineSupervisor(db, ArtifactStore(settings.store_dir),
+                               stale_after_s=c.engine_stale_s, adopt_interval_s=c.adopt_interval_s,
+                               heartbeat_s=c.engine_heartbeat_s,
+                               shutdown_timeout_s=c.engine_shutdown_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -104,9 +111,13 @@ def create_app(settings: LabSettings, *, db: Database | None = None) -> FastAPI:
         # for the GIL stretch the time each one holds the database's write lock.
         to_thread.current_default_thread_limiter().total_tokens = settings.coordinator.threads
         reaper.start()
+        if c.engines:
+            engines.start()
         try:
             yield
         finally:
+            # engines first: they stop at a phase boundary, and their run is adopted later
+            await to_thread.run_sync(engines.stop, abandon_on_cancel=True)
             reaper.stop()
 
     app = FastAPI(
@@ -122,6 +133,7 @@ def create_app(settings: LabSettings, *, db: Database | None = None) -> FastAPI:
     app.state.schema_revision = revision
     app.state.token_cache = TokenCache(settings.coordinator.auth_cache_s)
     app.state.reaper = reaper
+    app.state.engines = engines if c.engines else None
     _install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(web.router)

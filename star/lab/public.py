@@ -143,7 +143,11 @@ def measurement_public(m: MeasurementSnapshot) -> MeasurementPublic:
 
 
 def run_public(r: RunSnapshot) -> RunPublic:
-    return RunPublic(id=r.id, name=r.name, config=r.config, seed=r.seed, created_at=r.created_at)
+    config = r.config or {}
+    return RunPublic(id=r.id, name=r.name, config=config, seed=r.seed, created_at=r.created_at,
+                     status=config.get("status"), status_reason=config.get("status_reason"),
+                     driver=(config.get("engine") or {}).get("driver"),
+                     heartbeat_at=config.get("heartbeat_at"))
 
 
 def candidate_public(c: CandidateSnapshot) -> CandidatePublic:

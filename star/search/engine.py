@@ -33,6 +33,7 @@ other processes, and any of them, the engine included, may crash.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -48,14 +49,7 @@ from star.genome import VECTOR_LENGTH, Genome
 from star.search import store
 from star.search.config import SearchConfig, check_devices
 from star.search.evaluate import Evaluation, device_measurements, evaluate
-from star.search.operators import (
-    GenomeDuplicateElimination,
-    GenomeRepair,
-    GenomeSampling,
-    HierarchicalMutation,
-    LayerwiseCrossover,
-    genome_key,
-)
+from star.search.operators import build_nsga2, genome_key
 from star.search.runtime_fit import make_constraint
 from star.search.steps import Steps, Stopped
 from star.search.store import RunStatus
@@ -65,6 +59,9 @@ log = logging.getLogger(__name__)
 PHASES = ("asked", "prescreened", "exported", "enqueued", "trained", "measured", "told")
 # A "running" run whose engine was heard from more recently than this is taken to be alive.
 STALE_AFTER_S = 120.0
+# How often a running engine stamps its heartbeat (a thread of its own: a long proxy-training
+# chunk or export must not make a live engine look dead).
+HEARTBEAT_S = 10.0
 
 
 class SearchError(RuntimeError):
@@ -90,6 +87,9 @@ class SearchEngine:
         pool_factory: Callable[[Any], Any] | None = None,
         on_phase: Callable[[int, str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        driver: str = "cli",
+        should_stop: Callable[[], str | None] | None = None,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.db = db
         self.artifacts = artifacts
@@ -101,6 +101,12 @@ class SearchEngine:
         self.seeds = list(seeds)
         self.on_phase = on_phase
         self.sleep = sleep
+        # who drives the run (Run.config["engine"]); a coordinator adopts only "coordinator" runs
+        self.owner = store.engine_identity()
+        self.driver = driver
+        self._should_stop = should_stop  # an outside reason to stop (a process shutting down)
+        self.heartbeat_s = heartbeat_s
+        self._lost: str | None = None  # set by the heartbeat thread: the run was taken over
         self._pool_factory = pool_factory
         self._pool: Any = None
         self.objectives = config.objective_keys()
@@ -137,8 +143,10 @@ class SearchEngine:
 
     @classmethod
     def open(cls, db: Database, artifacts: ArtifactStore, ref: str | int, *,
-             force: bool = False, **kwargs: Any) -> SearchEngine:
-        """The engine of a stored run (config and genomes as stored when it was created)."""
+             force: bool = False, stale_after_s: float = STALE_AFTER_S,
+             **kwargs: Any) -> SearchEngine:
+        """The engine of a stored run (config and genomes as stored when it was created).
+        Refuses a run whose engine was heard from within ``stale_after_s`` unless ``force``."""
         with db.session_scope() as s:
             run = store.resolve_run(s, ref)
             now = db_now(s)
@@ -149,7 +157,7 @@ class SearchEngine:
             beat = doc.get("heartbeat_at")
             if beat is not None:
                 age = (now - datetime.fromisoformat(beat)).total_seconds()
-                if age < STALE_AFTER_S:
+                if age < stale_after_s:
                     raise SearchError(
                         f"run {run.name!r} is running (its engine was heard from {age:.0f} s "
                         "ago); stop it first (`star search stop`) or pass --force"
@@ -161,10 +169,12 @@ class SearchEngine:
         return cls(db, artifacts, run, config, base=base, seeds=seeds, **kwargs)
 
     def _build_algorithm(self) -> None:
-        from pymoo.algorithms.moo.nsga2 import NSGA2
+        """NSGA-II with the genome operators; with ``operators.surrogate`` its offspring are
+        pre-selected by a surrogate fitted only on told F/G (so replay asks the same)."""
         from pymoo.core.problem import Problem
 
         from star.genome.encoding import LOWER, UPPER
+        from star.search.surrogate import Surrogate
 
         cfg = self.config
         ops = cfg.operators
@@ -178,16 +188,11 @@ class SearchEngine:
             n_var=VECTOR_LENGTH, n_obj=len(self.objectives), n_ieq_constr=len(self.budgets) + 1,
             xl=np.array(LOWER), xu=np.array(UPPER), vtype=int,
         )
-        self.algorithm = NSGA2(
-            pop_size=cfg.population,
-            sampling=GenomeSampling(seeds=self.seeds, constraint=constraint, base=self.base,
-                                    n_layers=ops.layers),
-            crossover=LayerwiseCrossover(constraint=constraint, prob=ops.crossover_prob),
-            mutation=HierarchicalMutation(constraint=constraint, prob=ops.mutation_prob,
-                                          n_mutations=ops.n_mutations),
-            repair=GenomeRepair(constraint=constraint),
-            eliminate_duplicates=GenomeDuplicateElimination(),
-        )
+        surrogate = (Surrogate(self.objectives, self.budgets, cfg.deploy_spec, cfg.quant)
+                     if ops.surrogate else None)
+        self.algorithm = build_nsga2(pop_size=cfg.population, constraint=constraint,
+                                     settings=ops, seeds=self.seeds, base=self.base,
+                                     surrogate=surrogate)
         self.algorithm.setup(self.problem, termination=("n_gen", cfg.generations),
                              seed=self.seed, verbose=False)
 
@@ -198,7 +203,12 @@ class SearchEngine:
         more were told. Returns the run's status."""
         with self.db.session_scope() as s:
             store.set_status(s, run_id=self.run_id, status=RunStatus.RUNNING,
-                             stop_requested=False)
+                             stop_requested=False,
+                             engine={"owner": self.owner, "driver": self.driver})
+        beating = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(beating,), daemon=True,
+                                name=f"heartbeat-{self.run_id}")
+        beat.start()
         try:
             self.replay()
             done_here = 0
@@ -210,8 +220,11 @@ class SearchEngine:
                 self.next_index += 1
                 done_here += 1
             return self._finish(RunStatus.DONE, None)
-        except Stopped:
-            return self._finish(RunStatus.STOPPED, "stop requested")
+        except Stopped as exc:
+            if self._lost:  # another engine drives the run now: leave its status alone
+                log.warning("run %s: %s; this engine stops", self.run_name, self._lost)
+                return RunStatus.STOPPED
+            return self._finish(RunStatus.STOPPED, str(exc) or "stop requested")
         except KeyboardInterrupt:
             self._finish(RunStatus.STOPPED, "interrupted")
             raise
@@ -219,6 +232,8 @@ class SearchEngine:
             self._finish(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         finally:
+            beating.set()
+            beat.join(timeout=5)
             self.close()
 
     def close(self) -> None:
@@ -228,14 +243,36 @@ class SearchEngine:
 
     def _finish(self, status: RunStatus, reason: str | None) -> RunStatus:
         with self.db.session_scope() as s:
-            store.set_status(s, run_id=self.run_id, status=status, reason=reason)
+            store.set_status(s, run_id=self.run_id, status=status, reason=reason,
+                             only_owner=self.owner)
         log.info("run %s: %s%s", self.run_name, status.value, f" ({reason})" if reason else "")
         return status
 
     def _check_stop(self) -> None:
-        with self.db.session_scope() as s:
-            if store.heartbeat(s, run_id=self.run_id):
-                raise Stopped
+        """Stamp the heartbeat; raise ``Stopped`` (with the reason) if the engine must stop."""
+        reason = self._should_stop() if self._should_stop is not None else None
+        if reason is None:
+            with self.db.session_scope() as s:
+                reason = store.heartbeat(s, run_id=self.run_id, owner=self.owner)
+            if reason is not None and reason.startswith("run taken over"):
+                self._lost = reason
+        if reason is None and self._lost is not None:
+            reason = self._lost
+        if reason is not None:
+            raise Stopped(reason)
+
+    def _beat(self, done: threading.Event) -> None:
+        """The heartbeat thread: stamp every ``heartbeat_s`` until ``done``; notice a takeover."""
+        while not done.wait(self.heartbeat_s):
+            try:
+                with self.db.session_scope() as s:
+                    reason = store.heartbeat(s, run_id=self.run_id, owner=self.owner)
+            except Exception as exc:  # noqa: BLE001 - a database hiccup; the next beat retries
+                log.warning("run %s: heartbeat failed: %s", self.run_name, exc)
+                continue
+            if reason is not None and reason.startswith("run taken over"):
+                self._lost = reason
+                return
 
     def _phase(self, gen: GenerationSnapshot, phase: str) -> None:
         with self.db.session_scope() as s:

@@ -29,7 +29,8 @@ log = logging.getLogger("star.search.engine")
 
 
 class Stopped(Exception):
-    """A stop was requested (``star search stop``): leave at this phase boundary."""
+    """Leave at this phase boundary: a stop was requested (``star search stop``), the process
+    is shutting down, or another engine took the run over. ``str()`` is the reason."""
 
 
 @dataclass
@@ -181,14 +182,12 @@ class Steps:
         job_ids = sorted({j for gid in ids for j in entries.get(gid, {}).get("jobs", {}).values()})
         deadline = time.monotonic() + self.config.generation_deadline_s
         while True:
-            with self.db.session_scope() as s:
+            with self.db.session_scope(readonly=True) as s:
                 jobs = store.jobs_by_id(s, job_ids)
-                stop = store.heartbeat(s, run_id=self.run_id)
             pending = [j for j in jobs.values() if not j.state.is_finished()]
             if not pending:
                 return
-            if stop:
-                raise Stopped
+            self.check_stop()
             if time.monotonic() >= deadline:
                 cancelled = []
                 with self.db.session_scope() as s:

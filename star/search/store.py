@@ -6,7 +6,9 @@ Run status lives in ``Run.config`` (there is no column for it; no migration need
 
     {"search": <SearchConfig as JSON>, "genomes": {"base": [...] | None, "seeds": [[...]]},
      "status": "running" | "stopped" | "done" | "failed", "status_reason": str | None,
-     "stop_requested": bool, "heartbeat_at": ISO time (database clock) of the engine's last sign}
+     "stop_requested": bool, "heartbeat_at": ISO time (database clock) of the engine's last sign,
+     "engine": {"owner": engine_identity() of the engine driving it,
+                "driver": "cli" | "coordinator" (coordinators adopt only their own kind)}}
 
 A generation's resumable state lives in ``Generation.state`` (see ``star.search.engine``).
 Read-modify-write of these JSON documents locks the row first (``FOR UPDATE`` on PostgreSQL;
@@ -77,17 +79,62 @@ def update_run_config(session: Session, *, run_id: int, **fields: Any) -> RunSna
 
 
 def set_status(session: Session, *, run_id: int, status: RunStatus,
-               reason: str | None = None, **extra: Any) -> RunSnapshot:
+               reason: str | None = None, only_owner: str | None = None,
+               **extra: Any) -> RunSnapshot | None:
+    """Set the run's status; with ``only_owner``, only while that engine still owns the run
+    (None is returned, nothing written, once another engine took it over)."""
+    if only_owner is not None:
+        holder = ((_locked_run(session, run_id).config or {}).get("engine") or {}).get("owner")
+        if holder not in (None, only_owner):
+            return None
     return update_run_config(
         session, run_id=run_id, status=status.value, status_reason=reason,
         heartbeat_at=db_now(session).isoformat(), **extra,
     )
 
 
-def heartbeat(session: Session, *, run_id: int) -> bool:
-    """Stamp the engine's heartbeat; returns whether a stop was requested."""
-    snap = update_run_config(session, run_id=run_id, heartbeat_at=db_now(session).isoformat())
-    return bool(snap.config.get("stop_requested"))
+def heartbeat(session: Session, *, run_id: int, owner: str | None = None) -> str | None:
+    """Stamp the engine's heartbeat (database clock); returns why the engine must stop, if it
+    must: a stop was requested, or ``owner`` no longer owns the run (another engine adopted it
+    after this one went silent: then nothing is stamped)."""
+    row = _locked_run(session, run_id)
+    config = copy.deepcopy(dict(row.config or {}))
+    holder = (config.get("engine") or {}).get("owner")
+    if owner is not None and holder is not None and holder != owner:
+        return f"run taken over by engine {holder}"
+    config["heartbeat_at"] = db_now(session).isoformat()
+    row.config = config
+    session.flush()
+    return "stop requested" if config.get("stop_requested") else None
+
+
+def engine_identity() -> str:
+    """``host:pid:nonce``: who drives a run (``Run.config["engine"]["owner"]``). The host and
+    pid let a coordinator on the same host see at once that a crashed owner is gone."""
+    import os
+    import secrets
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True only when ``owner`` ran on this host and its process no longer exists."""
+    import os
+    import socket
+
+    if not owner or owner.count(":") < 2:
+        return False
+    host, pid, _ = owner.rsplit(":", 2)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def stop_requested(session: Session, *, run_id: int) -> bool:
@@ -253,4 +300,28 @@ def run_summary(session: Session, run: RunSnapshot) -> Mapping[str, Any]:
         "generations": generations,
         "candidates": len(cands),
         "jobs": states,
+    }
+
+
+def generation_progress(session: Session, *, run_id: int, index: int) -> dict[str, int]:
+    """Counts of generation ``index`` for a progress display: distinct candidates, those that
+    passed the pre-screen, exported, proxy-trained, and profile jobs finished of all."""
+    gen = get_generation(session, run_id=run_id, index=index)
+    if gen is None:
+        return {"candidates": 0, "screened": 0, "exported": 0, "trained": 0, "jobs": 0,
+                "jobs_done": 0}
+    ids = list(dict.fromkeys(gen.state.get("genome_ids") or []))
+    entries = gen.state.get("candidates", {})
+    cands = candidates_by_hash(session, run_id=run_id, hashes=ids)
+    ok = [g for g in ids if g in cands
+          and ((cands[g].analytic_costs or {}).get("prescreen") or {}).get("ok")]
+    job_ids = [j for g in ids for j in (entries.get(g, {}).get("jobs") or {}).values()]
+    jobs = jobs_by_id(session, job_ids)
+    return {
+        "candidates": len(ids),
+        "screened": len(ok),
+        "exported": sum(1 for g in ok if entries.get(g, {}).get("artifact_id")),
+        "trained": sum(1 for g in ok if cands[g].proxy_metrics is not None),
+        "jobs": len(job_ids),
+        "jobs_done": sum(1 for j in jobs.values() if j.state.is_finished()),
     }

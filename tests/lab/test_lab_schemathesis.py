@@ -29,7 +29,8 @@ EXAMPLES = 12
 def test_no_server_errors(tmp_path: Path) -> None:
     url = database_url("sqlite", tmp_path)
     db = migrated_database(url)
-    lab_settings = make_settings(tmp_path, url)
+    # no engines: a generated body that is a valid SearchConfig must not start a search
+    lab_settings = make_settings(tmp_path, url, engines=False)
     device, device_token = make_device(db, "fuzz", tags=["a"])
     art = make_artifact(db, ArtifactStore(lab_settings.store_dir), b"GGUF-fuzz")
     make_job(db, art.id)

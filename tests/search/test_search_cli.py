@@ -61,6 +61,9 @@ def test_search_cli_and_frontier(lab_config: Path, tmp_path: Path) -> None:
     r = star("search", "run", "-c", cfg)
     assert r.exit_code == 0, r.output
     assert "run cli: done (2/2 generations told)" in r.output
+    # the progress display's last frame: both generations told, nothing left to estimate
+    bars = [line for line in r.output.splitlines() if "generations told" in line]
+    assert bars and "2/2" in bars[-1] and "done" in bars[-1], r.output
     r = star("search", "run", "-c", cfg)
     assert r.exit_code == 2 and "star search resume cli" in r.output
 
@@ -104,3 +107,12 @@ def test_search_cli_and_frontier(lab_config: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0 and "run cli is done" in r.output
     r = star("search", "resume", "cli", "-c", cfg)
     assert r.exit_code == 0 and "run cli: done (2/2 generations told)" in r.output
+
+
+def test_eta_from_the_generations_this_process_timed() -> None:
+    from star.cli.progress import eta_text
+
+    assert eta_text([], 3) == "ETA -"  # nothing timed yet: no guess
+    assert eta_text([10.0, 20.0], 4) == "ETA 1m00s"
+    assert eta_text([3000.0], 2) == "ETA 1h40m"
+    assert eta_text([5.0], 0) == "done"

@@ -1,12 +1,18 @@
-"""Runs and their candidates: launch a search run, read its rows, export its measurements.
+"""Runs and their candidates: launch, stop and resume a search run, read its rows, export its
+measurements.
 
-``POST /runs`` validates the body (a ``SearchConfig``) completely before anything is written -
-field checks, genome files, then a registered device for every measured device class - and
-answers 422 naming the field. With ``start=true`` (the default) it creates the run and starts
-``SearchEngine.run()`` in a daemon thread of this coordinator process; with ``start=false`` it
-only records the run (status ``stopped``) for ``star search resume NAME`` to drive from any
-machine. A coordinator that exits while its engine thread runs leaves the run ``running`` with a
-stale heartbeat: ``star search resume NAME`` (``--force`` within two minutes) continues it.
+``POST /runs`` validates the body (a ``SearchConfig``: the ``search:`` section of lab_config.yaml
+as JSON; its schema is in /docs) completely before anything is written - field checks, genome
+files, then a registered device for every measured device class - and answers 422 naming the
+field. With ``start=true`` (the default) it creates the run and starts its engine in a thread of
+this coordinator (``star.lab.engines``): such a run outlives the process - at shutdown the
+engine stops at a phase boundary, after a crash its heartbeat goes stale, and either way a
+coordinator adopts the run and continues it by deterministic replay. With ``start=false`` (or
+``coordinator.engines: false``) the run is only recorded (status ``stopped``) for ``star search
+resume NAME`` to drive from any machine.
+
+``POST /runs/{id}/stop`` asks the engine to stop at its next phase boundary (it stays stopped:
+nobody adopts it); ``POST /runs/{id}/resume`` continues a stopped or failed run here.
 
 Relative genome paths in the body are resolved against the working directory of the coordinator.
 """
@@ -17,11 +23,11 @@ import csv
 import io
 import logging
 import re
-import threading
 from datetime import datetime
+from functools import cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -41,11 +47,6 @@ from star.lab.public import candidate_public, run_public
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["runs"], route_class=TxRoute)
-
-# Engines started by this process, by run id (a run is driven by one engine at a time).
-_ENGINES: dict[int, threading.Thread] = {}
-_ENGINES_LOCK = threading.Lock()
-
 
 # ---- schemas ---------------------------------------------------------------------------------
 
@@ -139,14 +140,41 @@ def _unprocessable(problems: list[str], where: str = "body") -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
 
 
-def _engine_thread(engine: Any) -> None:
-    try:
-        engine.run()
-    except Exception:  # noqa: BLE001 - the engine stores "failed" itself; keep the thread quiet
-        log.exception("search run %s: engine stopped with an error", engine.run_name)
-    finally:
-        with _ENGINES_LOCK:
-            _ENGINES.pop(engine.run_id, None)
+def _supervisor(request: Request) -> Any:
+    """This process's ``EngineSupervisor``; 409 when ``coordinator.engines`` is off."""
+    supervisor = request.app.state.engines
+    if supervisor is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=(
+            "this coordinator runs no search engines (coordinator.engines: false): launch with "
+            "start=false and drive the run with `star search resume NAME`"))
+    return supervisor
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its ``$defs`` inlined (OpenAPI resolves ``$ref`` against the whole
+    document, where a model's own ``#/$defs/...`` does not exist). SearchConfig is not
+    recursive, so inlining terminates."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
+
+
+@cache
+def search_config_schema() -> dict[str, Any]:
+    """The request body of ``POST /runs`` as /docs shows it: ``SearchConfig``'s JSON schema."""
+    from star.search.config import SearchConfig
+
+    return _inline_refs(SearchConfig.model_json_schema())
 
 
 def _csv_value(v: Any) -> Any:
@@ -168,16 +196,22 @@ def list_runs(session: SessionDep, _: AdminDep) -> RunsPublic:
     return RunsPublic(data=data, count=len(data))
 
 
-@router.post("/runs", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/runs", status_code=status.HTTP_201_CREATED,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": search_config_schema()}}}},
+)
 def launch_run(
     body: dict[str, Any],
+    request: Request,
     db: DatabaseDep,
     store: StoreDep,
     _: AdminDep,
     start: Annotated[bool, Query(description="start the engine here (else: star search resume)")]
     = True,
 ) -> RunPublic:
-    """Launch a search run from a ``SearchConfig`` (the ``search:`` section as JSON)."""
+    """Launch a search run from a ``SearchConfig`` (the ``search:`` section as JSON). The body
+    is validated here (not by the schema alone) so that every problem names its field."""
     from pathlib import Path
 
     from star.db.errors import AlreadyExistsError, NotFoundError
@@ -186,6 +220,7 @@ def launch_run(
     from star.search.engine import SearchEngine
     from star.search.store import RunStatus
 
+    supervisor = _supervisor(request) if start else None
     try:
         config = parse_search_config(body, base_dir=Path.cwd())
         with db.session_scope(readonly=True) as s:
@@ -199,22 +234,58 @@ def launch_run(
                                          f"`star search resume {config.name}` continues it")
     except SearchConfigError as exc:
         raise _unprocessable(exc.problems) from None
+    kwargs = supervisor.engine_kwargs() if supervisor is not None else {}
     try:
-        engine = SearchEngine.create(db, store, config)
+        engine = SearchEngine.create(db, store, config, **kwargs)
     except SearchConfigError as exc:  # a device retired in between
         raise _unprocessable(exc.problems) from None
-    if start:
-        thread = threading.Thread(target=_engine_thread, args=(engine,),
-                                  name=f"search-{engine.run_id}", daemon=True)
-        with _ENGINES_LOCK:
-            _ENGINES[engine.run_id] = thread
-        thread.start()
-    else:
+    if supervisor is None or not supervisor.launch(engine):
+        reason = ("launched with start=false: `star search resume`" if supervisor is None
+                  else "the coordinator was shutting down: `star search resume`")
         with db.session_scope() as s:
             search_store.set_status(s, run_id=engine.run_id, status=RunStatus.STOPPED,
-                                    reason="launched with start=false: `star search resume`")
+                                    reason=reason)
     with db.session_scope(readonly=True) as s:
         return run_public(repo.get_run(s, engine.run_id))
+
+
+@router.post("/runs/{run_id}/stop")
+def stop_run(run_id: int, db: DatabaseDep, _: AdminDep) -> RunPublic:
+    """Ask the run's engine (wherever it runs) to stop at its next phase boundary. A stopped
+    run is not adopted by any coordinator; ``POST /runs/{id}/resume`` continues it."""
+    from star.search import store as search_store
+
+    with db.session_scope() as s:
+        repo.get_run(s, run_id)
+        search_store.update_run_config(s, run_id=run_id, stop_requested=True)
+        return run_public(repo.get_run(s, run_id))
+
+
+@router.post("/runs/{run_id}/resume", status_code=status.HTTP_202_ACCEPTED)
+def resume_run(run_id: int, request: Request, db: DatabaseDep, _: AdminDep) -> RunPublic:
+    """Continue a stopped or failed run in this coordinator (deterministic replay of its told
+    generations). 409 if it is done, or if an engine was heard from recently."""
+    from star.search.engine import SearchError
+
+    supervisor = _supervisor(request)
+    with db.session_scope(readonly=True) as s:
+        run = repo.get_run(s, run_id)
+    if (run.config or {}).get("status") == "done":
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"run {run.name!r} is done")
+    if supervisor.is_driving(run_id):
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail=f"run {run.name!r} is already driven by this coordinator")
+    try:
+        engine = supervisor.open_engine(run_id, force=False)
+    except SearchError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    if not supervisor.claim(run_id, engine.owner, resume=True):
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail=f"run {run.name!r} is driven by another engine")
+    if not supervisor.launch(engine):
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="the coordinator is shutting down")
+    with db.session_scope(readonly=True) as s:
+        return run_public(repo.get_run(s, run_id))
 
 
 @router.get("/runs/{run_id}")
@@ -269,7 +340,7 @@ def get_frontier(
                         f"{report.objectives}", "input": objectives}])
         selected = list(dict.fromkeys(aliases[o] for o in wanted))
     feasible = [p for p in report.points if p.feasible]
-    rows = [[float(p.values[o]) if p.values[o] is not None else float("nan") for o in selected]
+    rows = [[float(v) if (v := p.values[o]) is not None else float("nan") for o in selected]
             for p in feasible]
     front = {feasible[i].candidate_id for i in pareto_front(rows)}
 

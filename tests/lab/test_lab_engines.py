@@ -1,0 +1,189 @@
+"""Search engines inside the coordinator (star.lab.engines): a run launched over REST outlives
+the process that drives it.
+
+- a coordinator shut down mid-run stops its engine at a phase boundary; the next coordinator on
+  the same database adopts the run and finishes it, exporting and enqueueing nothing twice;
+- ``POST /runs/{id}/stop`` stops a run for good (no coordinator adopts it) and
+  ``POST /runs/{id}/resume`` continues it;
+- which runs count as orphaned, and that two coordinators never both claim one.
+
+The engines here measure on a registered x86 device that no agent serves: every generation ends
+at its (short) deadline, which keeps each run a few seconds long and every step real.
+(The SIGKILL of a coordinator subprocess, with real agents, is tests/e2e/test_search_e2e.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from star.db import Database, repo
+from star.db.store import ArtifactStore
+from star.lab.engines import DRIVER, SHUTDOWN, EngineSupervisor
+from tests.factories import (
+    ThreadServer,
+    admin_headers,
+    api,
+    database_url,
+    make_device,
+    make_settings,
+    migrated_database,
+)
+from tests.lab.conftest import Lab, start_lab
+from tests.lab.test_lab_runs_api import config_doc
+
+ENGINES = {"engine_heartbeat_s": 0.3, "adopt_interval_s": 0.2, "engine_stale_s": 3.0}
+
+
+def doc(name: str) -> dict[str, Any]:
+    return config_doc(name=name, generations=2, objectives=["params", "ttft_ms@64/x86"],
+                      generation_deadline_s=1.0, poll_interval_s=0.1)
+
+
+def wait_for(what: str, condition: Callable[[], Any], timeout_s: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def run_config(db: Database, run_id: int) -> dict[str, Any]:
+    with db.session_scope(readonly=True) as s:
+        return dict(repo.get_run(s, run_id).config or {})
+
+
+def phase(db: Database, run_id: int, index: int) -> str | None:
+    with db.session_scope(readonly=True) as s:
+        gens = repo.list_generations(s, run_id)
+    return gens[index].state.get("phase") if len(gens) > index else None
+
+
+def assert_nothing_twice(db: Database, run_id: int) -> None:
+    with db.session_scope(readonly=True) as s:
+        cands = repo.list_candidates(s, run_id=run_id)
+        jobs = [j for j in repo.list_jobs(s) if j.candidate_id in {c.id for c in cands}]
+        arts = [a for a in repo.list_artifacts(s, limit=1000)
+                if a.candidate_id in {c.id for c in cands}]
+    assert len({c.genome_hash for c in cands}) == len(cands)
+    assert len(jobs) == len({j.candidate_id for j in jobs}) > 0  # one x86 job per candidate
+    assert len(arts) == len({a.candidate_id for a in arts}) == len(jobs)
+
+
+def test_shutdown_stops_at_a_phase_and_the_next_coordinator_adopts(tmp_path: Path) -> None:
+    url = database_url("sqlite", tmp_path)
+    db = migrated_database(url)
+    make_device(db, "lap", "x86")
+    settings = make_settings(tmp_path, url, **ENGINES)
+    with ThreadServer(settings) as first:
+        with httpx.Client(base_url=first.url, headers=admin_headers(), timeout=30) as admin:
+            r = admin.post(api("/runs"), json=doc("survivor"))
+            assert r.status_code == 201, r.text
+            run_id = r.json()["id"]
+            wait_for("generation 0 to wait on its jobs", lambda: phase(db, run_id, 0) in (
+                "enqueued", "measured", "told"))
+            owner = run_config(db, run_id)["engine"]["owner"]
+    cfg = run_config(db, run_id)  # the server has shut down
+    assert (cfg["status"], cfg["status_reason"]) == ("stopped", SHUTDOWN), cfg
+    assert cfg["engine"] == {"owner": owner, "driver": DRIVER}
+
+    with ThreadServer(settings) as second:
+        with httpx.Client(base_url=second.url, headers=admin_headers(), timeout=30) as admin:
+            run = wait_for("the adopted run to finish", lambda: (
+                r := admin.get(api(f"/runs/{run_id}")).json())["status"] == "done" and r)
+    assert run["driver"] == DRIVER and run["config"]["engine"]["owner"] != owner
+    with db.session_scope(readonly=True) as s:
+        gens = repo.list_generations(s, run_id)
+    assert [g.state["told"] for g in gens] == [True, True]
+    assert_nothing_twice(db, run_id)
+    db.dispose()
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    yield from start_lab(tmp_path, **ENGINES)
+
+
+def test_stopped_by_the_user_is_not_adopted_and_resume_continues(lab: Lab) -> None:
+    lab.register("lap", "x86")
+    r = lab.admin.post(api("/runs"), json=doc("paused"))
+    run_id = r.json()["id"]
+    wait_for("generation 0", lambda: phase(lab.db, run_id, 0) is not None)
+    r = lab.admin.post(api(f"/runs/{run_id}/stop"))
+    assert r.status_code == 200 and r.json()["config"]["stop_requested"] is True
+    run = wait_for("the stop", lambda: (
+        r := lab.admin.get(api(f"/runs/{run_id}")).json())["status"] == "stopped" and r)
+    assert run["status_reason"] == "stop requested"
+    time.sleep(1.0)  # five adoption sweeps
+    assert lab.admin.get(api(f"/runs/{run_id}")).json()["status"] == "stopped"
+
+    r = lab.admin.post(api(f"/runs/{run_id}/resume"))
+    assert r.status_code == 202, r.text
+    assert lab.admin.post(api(f"/runs/{run_id}/resume")).status_code == 409  # driven here
+    wait_for("the resumed run to finish", lambda: lab.admin.get(
+        api(f"/runs/{run_id}")).json()["status"] == "done")
+    assert lab.admin.post(api(f"/runs/{run_id}/resume")).status_code == 409  # done
+    assert lab.admin.post(api("/runs/999/resume")).status_code == 404
+    assert lab.client().post(api(f"/runs/{run_id}/stop")).status_code == 401
+    assert_nothing_twice(lab.db, run_id)
+
+
+def test_which_runs_are_orphaned(tmp_path: Path) -> None:
+    db = migrated_database(database_url("sqlite", tmp_path))
+    sup = EngineSupervisor(db, ArtifactStore(tmp_path / "a"), stale_after_s=60)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    fresh, stale = now.isoformat(), (now - timedelta(seconds=61)).isoformat()
+    alive = f"{socket.gethostname()}:{os.getpid()}:x"
+    dead = f"{socket.gethostname()}:{_dead_pid()}:x"
+
+    def cfg(status: str, *, driver: str = DRIVER, owner: str = "elsewhere:1:x",
+            beat: str | None = fresh, **extra: Any) -> dict[str, Any]:
+        return {"search": {}, "status": status, "heartbeat_at": beat,
+                "engine": {"owner": owner, "driver": driver}, **extra}
+
+    assert not sup.orphaned(cfg("running"), now)  # heard from just now
+    assert sup.orphaned(cfg("running", beat=stale), now)  # silent for too long
+    assert sup.orphaned(cfg("running", owner=dead), now)  # its process is gone (this host)
+    assert not sup.orphaned(cfg("running", owner=alive), now)
+    assert not sup.orphaned(cfg("running", driver="cli", beat=stale), now)  # its user resumes
+    assert sup.orphaned(cfg("stopped", status_reason=SHUTDOWN), now)
+    assert not sup.orphaned(cfg("stopped", status_reason="stop requested"), now)
+    assert not sup.orphaned(cfg("stopped", status_reason=SHUTDOWN, stop_requested=True), now)
+    assert not sup.orphaned(cfg("done", beat=stale), now)
+    assert not sup.orphaned(cfg("failed", beat=stale), now)
+    assert not sup.orphaned({"status": "running"}, now)  # not a search run
+    db.dispose()
+
+
+def test_two_coordinators_never_both_claim_a_run(tmp_path: Path) -> None:
+    db = migrated_database(database_url("sqlite", tmp_path))
+    with db.session_scope() as s:
+        run = repo.create_run(s, name="orphan", seed=0, config={
+            "search": {}, "status": "stopped", "status_reason": SHUTDOWN,
+            "engine": {"owner": "gone:1:x", "driver": DRIVER}})
+    a = EngineSupervisor(db, ArtifactStore(tmp_path / "a"))
+    b = EngineSupervisor(db, ArtifactStore(tmp_path / "a"))
+    assert [a.claim(run.id, "a:1:x"), b.claim(run.id, "b:1:x")] == [True, False]
+    cfg = run_config(db, run.id)
+    assert cfg["status"] == "running" and cfg["engine"]["owner"] == "a:1:x"
+    assert cfg["engine"]["adopted_from"] == "gone:1:x"
+    db.dispose()
+
+
+def _dead_pid() -> int:
+    """A pid that no process has now (a child that has exited and been reaped)."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
