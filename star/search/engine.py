@@ -251,13 +251,13 @@ class SearchEngine:
     def _check_stop(self) -> None:
         """Stamp the heartbeat; raise ``Stopped`` (with the reason) if the engine must stop."""
         reason = self._should_stop() if self._should_stop is not None else None
-        if reason is None:
+        if reason is None and self._lost is None:
             with self.db.session_scope() as s:
-                reason = store.heartbeat(s, run_id=self.run_id, owner=self.owner)
-            if reason is not None and reason.startswith("run taken over"):
-                self._lost = reason
-        if reason is None and self._lost is not None:
-            reason = self._lost
+                beat = store.heartbeat(s, run_id=self.run_id, owner=self.owner)
+            if beat.taken_over_by is not None:
+                self._lost = beat.reason()
+            reason = beat.reason()
+        reason = reason or self._lost
         if reason is not None:
             raise Stopped(reason)
 
@@ -266,12 +266,12 @@ class SearchEngine:
         while not done.wait(self.heartbeat_s):
             try:
                 with self.db.session_scope() as s:
-                    reason = store.heartbeat(s, run_id=self.run_id, owner=self.owner)
+                    beat = store.heartbeat(s, run_id=self.run_id, owner=self.owner)
             except Exception as exc:  # noqa: BLE001 - a database hiccup; the next beat retries
                 log.warning("run %s: heartbeat failed: %s", self.run_name, exc)
                 continue
-            if reason is not None and reason.startswith("run taken over"):
-                self._lost = reason
+            if beat.taken_over_by is not None:
+                self._lost = beat.reason()
                 return
 
     def _phase(self, gen: GenerationSnapshot, phase: str) -> None:

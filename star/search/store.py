@@ -93,19 +93,33 @@ def set_status(session: Session, *, run_id: int, status: RunStatus,
     )
 
 
-def heartbeat(session: Session, *, run_id: int, owner: str | None = None) -> str | None:
-    """Stamp the engine's heartbeat (database clock); returns why the engine must stop, if it
-    must: a stop was requested, or ``owner`` no longer owns the run (another engine adopted it
-    after this one went silent: then nothing is stamped)."""
+@dataclass(frozen=True)
+class Beat:
+    """What an engine's heartbeat learned: a stop was requested, or another engine owns the
+    run now (it adopted it while this one was silent)."""
+
+    stop_requested: bool
+    taken_over_by: str | None = None
+
+    def reason(self) -> str | None:
+        """Why the engine must stop, if it must."""
+        if self.taken_over_by is not None:
+            return f"run taken over by engine {self.taken_over_by}"
+        return "stop requested" if self.stop_requested else None
+
+
+def heartbeat(session: Session, *, run_id: int, owner: str | None = None) -> Beat:
+    """Stamp the engine's heartbeat (database clock), unless ``owner`` no longer owns the run
+    (then nothing is stamped)."""
     row = _locked_run(session, run_id)
     config = copy.deepcopy(dict(row.config or {}))
     holder = (config.get("engine") or {}).get("owner")
     if owner is not None and holder is not None and holder != owner:
-        return f"run taken over by engine {holder}"
+        return Beat(bool(config.get("stop_requested")), taken_over_by=holder)
     config["heartbeat_at"] = db_now(session).isoformat()
     row.config = config
     session.flush()
-    return "stop requested" if config.get("stop_requested") else None
+    return Beat(bool(config.get("stop_requested")))
 
 
 def engine_identity() -> str:

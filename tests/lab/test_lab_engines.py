@@ -187,3 +187,37 @@ def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def test_an_engine_whose_run_was_taken_over_stops_and_leaves_the_run_alone(
+        tmp_path: Path) -> None:
+    """An engine that was silent long enough to be adopted must not keep working, nor write
+    "stopped" over the new owner's "running"."""
+    import threading
+
+    from star.search import store
+    from star.search.config import parse_search_config
+    from star.search.engine import SearchEngine
+    from star.search.store import RunStatus
+    from tests.conftest import ROOT
+
+    db = migrated_database(database_url("sqlite", tmp_path))
+    make_device(db, "lap", "x86")
+    config = parse_search_config({**doc("taken"), "generation_deadline_s": 600}, base_dir=ROOT)
+    engine = SearchEngine.create(db, ArtifactStore(tmp_path / "a"), config, heartbeat_s=0.1)
+    result: list[RunStatus] = []
+    thread = threading.Thread(target=lambda: result.append(engine.run()), daemon=True)
+    thread.start()
+    wait_for("the engine to wait on its jobs",
+             lambda: phase(db, engine.run_id, 0) == "enqueued", 60)
+    with db.session_scope() as s:  # another coordinator adopts the run
+        store.update_run_config(s, run_id=engine.run_id,
+                                engine={"owner": "other:1:x", "driver": DRIVER})
+    thread.join(timeout=30)
+    assert result == [RunStatus.STOPPED]
+    cfg = run_config(db, engine.run_id)
+    assert cfg["status"] == "running" and cfg["engine"]["owner"] == "other:1:x"
+    with db.session_scope() as s:  # the new owner's heartbeat is not stamped by the old one
+        beat = store.heartbeat(s, run_id=engine.run_id, owner=engine.owner)
+    assert beat.taken_over_by == "other:1:x" and "taken over" in (beat.reason() or "")
+    db.dispose()
