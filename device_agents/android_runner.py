@@ -96,6 +96,7 @@ class AndroidRunner:
             threads=self.profile.threads or 1,  # replaced by the phone's pinning
             n_gen=job.n_gen,
             repetitions=job.repetitions,
+            flash_attn=bool(job.flash_attn),
         )
         per_process = self.seconds_per_rep * job.repetitions
         try:

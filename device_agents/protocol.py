@@ -129,6 +129,15 @@ class ArtifactRef(_Out):
     url: str  # relative to the coordinator: GET it with the device token
 
 
+class RemeasurePolicy(_Out):
+    """When an agent measures a context again before reporting it (the coordinator's flagging
+    thresholds, sent with every job so both sides apply the same rule)."""
+
+    noisy_cv: float = Field(default=0.10, ge=0)  # stddev / median above this: noisy
+    hot_celsius: float = 45.0  # any thermal zone above this before or after: hot
+    max_tries: int = Field(default=3, ge=1, le=20)  # measurements of one context at most
+
+
 class JobSpec(_Out):
     """What an agent needs to run one leased job."""
 
@@ -141,6 +150,10 @@ class JobSpec(_Out):
     contexts: list[int]
     repetitions: int
     n_gen: int
+    # llama.cpp flash attention pinned by the job (None: the agent's own default, off)
+    flash_attn: bool | None = None
+    stage: str | None = None  # screen | confirm (search jobs), None: made by hand
+    remeasure: RemeasurePolicy = Field(default_factory=RemeasurePolicy)
 
 
 class LeaseResponse(_Out):
@@ -187,6 +200,7 @@ class JobCreate(_In):
     candidate_id: int | None = Field(default=None, gt=0)
     max_attempts: int | None = Field(default=None, ge=1, le=100)  # default: the server's
     priority: int = Field(default=0, ge=-1000, le=1000)
+    flash_attn: bool | None = None  # pin llama.cpp's flash attention (None: agent default)
 
     @field_validator("contexts")
     @classmethod
@@ -225,6 +239,8 @@ class JobPublic(_Out):
     last_error: str | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
+    stage: str | None = None
+    flash_attn: bool | None = None
 
 
 class JobsPublic(_Out):

@@ -55,6 +55,22 @@ class Thermal(_Strict):
         return max(self.zones.values()) if self.zones else None
 
 
+class Conditions(_Strict):
+    """The machine's state just before a measurement: what the agent waited for and saw.
+
+    A shared machine measures its neighbours, not the model (decode figures of one model were
+    seen spread 0.7-313 ms/token under load), so an agent waits for quiet before measuring and
+    says what it found. Fields a device cannot read are None.
+    """
+
+    load_1m: float | None = Field(default=None, ge=0, le=1e6)  # 1-minute load average
+    cpu_steal_pct: float | None = Field(default=None, ge=0, le=100)  # hypervisor steal
+    other_cpu_pct: float | None = Field(default=None, ge=0, le=1e5)  # other processes' CPU
+    waited_s: float = Field(default=0.0, ge=0, le=1e7)  # time spent waiting for quiet
+    quiet: bool = True  # False: the wait timed out and the run went ahead anyway
+    note: str | None = Field(default=None, max_length=500)
+
+
 class ContextMeasurement(_Strict):
     """Everything measured at one context length C, in one process (so peak RSS is attributable).
 
@@ -71,6 +87,10 @@ class ContextMeasurement(_Strict):
     error: str | None = None
     thermal_before: Thermal | None = None
     thermal_after: Thermal | None = None
+    # how many times this context was measured before this figure was kept (a noisy or hot
+    # figure is re-measured, bounded by the job's ``RemeasurePolicy``)
+    tries: int = Field(default=1, ge=1, le=100)
+    conditions: Conditions | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> ContextMeasurement:

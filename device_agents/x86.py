@@ -96,7 +96,8 @@ class X86Runner:
         bench = self._llama_bench()
         threads = self._threads or max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
         try:
-            settings = BenchSettings(threads=threads, n_gen=job.n_gen, repetitions=job.repetitions)
+            settings = BenchSettings(threads=threads, n_gen=job.n_gen, repetitions=job.repetitions,
+                                     flash_attn=bool(job.flash_attn))
             return run_local_bench(
                 model_path,
                 job.contexts,

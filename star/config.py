@@ -53,6 +53,9 @@ class CoordinatorSettings(BaseModel):
     hot_celsius: float = 45.0
     # Measurements whose stddev / median exceeds this are flagged noisy.
     noisy_cv: float = Field(default=0.10, ge=0)
+    # An agent measures a hot or noisy context again, at most this many times in all, and
+    # reports how many it took (sent to agents with every job: one rule on both sides).
+    max_tries: int = Field(default=3, ge=1, le=20)
     max_artifact_bytes: int = Field(default=8 * 1024**3, gt=0)
     # Threads that run request handlers (and hold database sessions) per server process.
     threads: int = Field(default=8, ge=1, le=256)

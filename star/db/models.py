@@ -62,6 +62,21 @@ class JobState(enum.StrEnum):
         return self is JobState.LEASED
 
 
+class CandidateRole(enum.StrEnum):
+    """What a candidate row is in its run."""
+
+    CANDIDATE = "candidate"  # asked by NSGA-II
+    BASELINE = "baseline"  # named in the run config: measured and trained alike, never bred
+
+
+class JobStage(enum.StrEnum):
+    """Why the search made a profile job (staged contexts: screen everything short, confirm the
+    promising at the long contexts)."""
+
+    SCREEN = "screen"
+    CONFIRM = "confirm"
+
+
 class DeviceStatus(enum.StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"  # reported gone by its agent, or never seen
@@ -135,6 +150,11 @@ class Candidate(Base):
     analytic_costs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     proxy_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.current_timestamp())
+    # revision 0003: a baseline is measured and trained like a candidate but never bred
+    role: Mapped[str] = mapped_column(String(16), default=CandidateRole.CANDIDATE.value,
+                                      server_default=CandidateRole.CANDIDATE.value)
+    label: Mapped[str | None] = mapped_column(String(128))  # a human name (baseline file stem)
+    export_error: Mapped[str | None] = mapped_column(Text)  # why no deployment file exists
 
 
 class Artifact(Base):
@@ -186,6 +206,12 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.current_timestamp())
     updated_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # revision 0003
+    stage: Mapped[str | None] = mapped_column(String(16))  # JobStage, NULL: made by hand
+    flash_attn: Mapped[bool | None] = mapped_column(Boolean)  # pinned setting; NULL: agent's
+    # the search's one-job-per (candidate, device class, stage, setting): unique, so a second
+    # engine's insert fails instead of measuring twice
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
 
 
 class Measurement(Base):
@@ -217,3 +243,6 @@ class Measurement(Base):
     # revision 0002
     flagged_hot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     flagged_noisy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # revision 0003
+    tries: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    conditions: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # machine state before

@@ -90,6 +90,13 @@ class CandidateSnapshot:
     analytic_costs: dict[str, Any] | None
     proxy_metrics: dict[str, Any] | None
     created_at: datetime | None
+    role: str = "candidate"
+    label: str | None = None
+    export_error: str | None = None
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.role == m.CandidateRole.BASELINE.value
 
     @classmethod
     def of(cls, row: m.Candidate) -> CandidateSnapshot:
@@ -103,6 +110,9 @@ class CandidateSnapshot:
             analytic_costs=row.analytic_costs,
             proxy_metrics=row.proxy_metrics,
             created_at=_utc(row.created_at),
+            role=row.role or m.CandidateRole.CANDIDATE.value,
+            label=row.label,
+            export_error=row.export_error,
         )
 
 
@@ -155,6 +165,9 @@ class JobSnapshot:
     created_at: datetime | None
     updated_at: datetime | None
     finished_at: datetime | None
+    stage: str | None = None
+    flash_attn: bool | None = None
+    dedupe_key: str | None = None
 
     @classmethod
     def of(cls, row: m.Job) -> JobSnapshot:
@@ -181,6 +194,9 @@ class JobSnapshot:
             created_at=_utc(row.created_at),
             updated_at=_utc(row.updated_at),
             finished_at=_utc(row.finished_at),
+            stage=row.stage,
+            flash_attn=row.flash_attn,
+            dedupe_key=row.dedupe_key,
         )
 
 
@@ -218,6 +234,8 @@ class MeasurementSnapshot:
     flagged_noisy: bool
     created_at: datetime | None
     thermal: dict[str, Any] | None = field(default=None, compare=False)
+    tries: int = 1
+    conditions: dict[str, Any] | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, row: m.Measurement) -> MeasurementSnapshot:
@@ -247,6 +265,8 @@ class MeasurementSnapshot:
             flagged_noisy=row.flagged_noisy,
             created_at=_utc(row.created_at),
             thermal=row.thermal,
+            tries=row.tries or 1,
+            conditions=row.conditions,
         )
 
 

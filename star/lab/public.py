@@ -13,6 +13,7 @@ from device_agents.protocol import (
     JobPublic,
     JobSpec,
     MeasurementPublic,
+    RemeasurePolicy,
     ResultAck,
     RunPublic,
 )
@@ -70,6 +71,8 @@ def job_public(j: JobSnapshot) -> JobPublic:
         last_error=j.last_error,
         created_at=j.created_at,
         finished_at=j.finished_at,
+        stage=j.stage,
+        flash_attn=j.flash_attn,
     )
 
 
@@ -85,7 +88,8 @@ def artifact_public(a: ArtifactSnapshot) -> ArtifactPublic:
     )
 
 
-def job_spec(lease: LeaseSnapshot, lease_seconds: float) -> JobSpec:
+def job_spec(lease: LeaseSnapshot, lease_seconds: float,
+             remeasure: RemeasurePolicy | None = None) -> JobSpec:
     a = lease.artifact
     return JobSpec(
         job_id=lease.job.id,
@@ -104,6 +108,9 @@ def job_spec(lease: LeaseSnapshot, lease_seconds: float) -> JobSpec:
         contexts=list(lease.job.contexts),
         repetitions=lease.job.repetitions,
         n_gen=lease.job.n_gen,
+        flash_attn=lease.job.flash_attn,
+        stage=lease.job.stage,
+        remeasure=remeasure or RemeasurePolicy(),
     )
 
 

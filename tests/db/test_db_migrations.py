@@ -16,8 +16,8 @@ from star.db.models import Base
 from tests.factories import database_url, make_settings
 
 
-def test_head_is_the_second_revision() -> None:
-    assert head_revision() == "0002"
+def test_head_is_the_third_revision() -> None:
+    assert head_revision() == "0003"
 
 
 def test_upgrade_an_empty_database(backend: str, tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_upgrade_from_the_previous_revision_keeps_data(backend: str, tmp_path: P
                 " created_at) VALUES (1, 1, 1, 128, false, '{}', CURRENT_TIMESTAMP)"
             )
         )
-    assert upgrade(db) == "0002"
+    assert upgrade(db, "0002") == "0002"
     with db.engine.connect() as conn:
         flags = conn.execute(text("SELECT flagged_hot, flagged_noisy FROM measurements")).one()
         seen = conn.execute(text("SELECT name, last_seen_at FROM devices")).one()
@@ -89,5 +89,51 @@ def test_startup_refuses_an_out_of_date_schema(backend: str, tmp_path: Path) -> 
     with pytest.raises(SchemaOutOfDateError, match=r"revision 0001.*`star db upgrade`"):
         create_app(make_settings(tmp_path, url))
     upgrade(db)
-    assert create_app(make_settings(tmp_path, url)).state.schema_revision == "0002"
+    assert create_app(make_settings(tmp_path, url)).state.schema_revision == head_revision()
+    db.dispose()
+
+
+def test_upgrade_to_studies_keeps_candidates_jobs_and_measurements(backend: str,
+                                                                   tmp_path: Path) -> None:
+    """0002 -> 0003: old candidates become role 'candidate', old measurements 1 try, old jobs
+    no stage; the new unique dedupe key refuses a second search job with the same key."""
+    from sqlalchemy.exc import IntegrityError
+
+    db = Database(database_url(backend, tmp_path))
+    upgrade(db, "0002")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO runs (name, config, created_at) VALUES "
+                          "('r', '{}', CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO candidates (run_id, genome, genome_hash, created_at) "
+                          "VALUES (1, '{}', :h, CURRENT_TIMESTAMP)"), {"h": "b" * 64})
+        conn.execute(text("INSERT INTO devices (name, kind, tags, token_hash, properties, status,"
+                          " created_at) VALUES ('d', 'x86', '[]', 'h', '{}', 'offline', "
+                          "CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO artifacts (format, quant, sha256, size_bytes, path, "
+                          "created_at) VALUES ('gguf', 'f32', :sha, 1, 'x', CURRENT_TIMESTAMP)"),
+                     {"sha": "a" * 64})
+        conn.execute(text("INSERT INTO jobs (kind, state, artifact_id, device_tags, contexts, "
+                          "repetitions, n_gen, priority, attempts, max_attempts, created_at) "
+                          "VALUES ('profile', 'done', 1, '[]', '[128]', 1, 1, 0, 0, 3, "
+                          "CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO measurements (job_id, artifact_id, device_id, context, "
+                          "oom, runtime, created_at, flagged_hot, flagged_noisy) VALUES "
+                          "(1, 1, 1, 128, false, '{}', CURRENT_TIMESTAMP, false, false)"))
+    assert upgrade(db) == "0003"
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT role, label FROM candidates")).one() == ("candidate",
+                                                                                  None)
+        assert conn.execute(text("SELECT stage, flash_attn, dedupe_key FROM jobs")).one() == (
+            None, None, None)
+        assert conn.execute(text("SELECT tries, conditions FROM measurements")).one() == (1, None)
+    insert = text("INSERT INTO jobs (kind, state, artifact_id, device_tags, contexts, "
+                  "repetitions, n_gen, priority, attempts, max_attempts, created_at, dedupe_key)"
+                  " VALUES ('profile', 'queued', 1, '[]', '[128]', 1, 1, 0, 0, 3, "
+                  "CURRENT_TIMESTAMP, 'c1/x86/screen/fa0')")
+    with db.engine.begin() as conn:
+        conn.execute(insert)
+    with pytest.raises(IntegrityError), db.engine.begin() as conn:
+        conn.execute(insert)
+    assert downgrade(db, "0002") == "0002"
+    assert "role" not in {c["name"] for c in inspect(db.engine).get_columns("candidates")}
     db.dispose()

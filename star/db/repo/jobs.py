@@ -40,8 +40,14 @@ def create_profile_job(
     n_gen: int = 32,
     max_attempts: int = 3,
     priority: int = 0,
+    stage: str | None = None,
+    flash_attn: bool | None = None,
+    dedupe_key: str | None = None,
 ) -> JobSnapshot:
-    """Queue one artifact x one device (or a device class: kind + tags) x contexts x reps."""
+    """Queue one artifact x one device (or a device class: kind + tags) x contexts x reps.
+
+    ``dedupe_key`` is unique: a second job with the same key raises ``IntegrityError`` at flush
+    (another engine got there first), so callers that may race run this in its own savepoint."""
     if device_id is None and device_kind is None:
         raise ValueError("a job needs a device_id or a device_kind")
     if not contexts or any(int(c) <= 0 for c in contexts) or len(set(contexts)) != len(contexts):
@@ -69,6 +75,9 @@ def create_profile_job(
         max_attempts=max_attempts,
         created_at=now,
         updated_at=now,
+        stage=stage,
+        flash_attn=flash_attn,
+        dedupe_key=dedupe_key,
     )
     session.add(row)
     session.flush()

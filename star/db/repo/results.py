@@ -81,6 +81,8 @@ def _row(
         runtime=runtime,
         flagged_hot=any(t is not None and t > hot for t in (before, after)),
         flagged_noisy=_is_noisy(c.ttft_ms, cv) or _is_noisy(c.decode_ms_per_token, cv),
+        tries=c.tries,
+        conditions=c.conditions.model_dump() if c.conditions else None,
     )
 
 

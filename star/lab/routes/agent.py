@@ -13,6 +13,7 @@ from device_agents.protocol import (
     LeaseRequest,
     LeaseResponse,
     PropertiesUpdate,
+    RemeasurePolicy,
     ResultAck,
     ResultSubmission,
 )
@@ -88,7 +89,10 @@ def lease(
     got = repo.lease_job(session, device=device, lease_seconds=lease_s, now=now)
     if got is None:
         return LeaseResponse(job=None, retry_after_s=settings.agent.poll_interval_s)
-    return LeaseResponse(job=job_spec(got, settings.coordinator.lease_seconds))
+    c = settings.coordinator
+    policy = RemeasurePolicy(noisy_cv=c.noisy_cv, hot_celsius=c.hot_celsius,
+                             max_tries=c.max_tries)
+    return LeaseResponse(job=job_spec(got, c.lease_seconds, policy))
 
 
 @router.post("/jobs/{job_id}/result")

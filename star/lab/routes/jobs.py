@@ -29,6 +29,7 @@ def create_job(
         candidate_id=body.candidate_id,
         max_attempts=body.max_attempts or settings.coordinator.max_attempts,
         priority=body.priority,
+        flash_attn=body.flash_attn,
     )
     return job_public(job)
 
