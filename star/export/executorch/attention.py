@@ -1,0 +1,86 @@
+"""Softmax GQA attention (full or sliding window) with a fixed-size KV cache.
+
+The weights are the ``star.nn.Attention`` module's own; only the cache and the attention
+arithmetic differ from its incremental form:
+
+- keys are cached transposed, (KV, head_dim, slots), and values as (KV, slots, head_dim), so
+  both products are plain batched matmuls that XNNPACK takes without a transpose copy;
+- query heads are grouped under their KV head, (KV, G*T, head_dim), so GQA never repeats keys;
+- the new keys/values are written with ``index_copy_`` at their slots (reinplaced on export);
+- full attention reads the first L = input_pos + T slots, L being the length of the
+  ``kv_positions`` input (a dynamic dimension), so decode at depth C costs O(C), not O(max
+  context);
+- sliding-window attention keeps a ring of ``window - 1 + chunk`` slots (constant memory): slot j
+  holds the latest position p <= last with p = j (mod slots); it is visible to the query at q
+  iff 0 <= q - p < window.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from star.export.executorch.step import Step
+from star.nn.attention import Attention
+from star.nn.rope import apply_rope, rope_cos_sin
+
+
+class StaticAttention(nn.Module):
+    """Decode/prefill form of ``op`` for contexts up to ``max_context`` and chunks of ``chunk``."""
+
+    def __init__(self, op: Attention, *, max_context: int, chunk: int) -> None:
+        super().__init__()
+        spec = op.spec
+        self.op = op
+        self.window = spec.window
+        # A ring only pays off when it is smaller than the plain cache.
+        self.ring = 0 < spec.window and spec.window - 1 + chunk <= max_context
+        # One spare slot in the plain cache: slicing [:L] with L == slots would be specialised
+        # away by torch.export (a no-op slice), and L never exceeds max_context.
+        self.slots = spec.window - 1 + chunk if self.ring else max_context + 1
+        kv, hd = spec.n_kv_heads, spec.head_dim
+        self.register_buffer("k_cache", torch.zeros(kv, hd, self.slots), persistent=False)
+        self.register_buffer("v_cache", torch.zeros(kv, self.slots, hd), persistent=False)
+        self.k_cache: torch.Tensor
+        self.v_cache: torch.Tensor
+
+    def forward(self, x: torch.Tensor, step: Step) -> torch.Tensor:
+        """x (1, T, d) at ``step.positions`` -> (1, T, d); writes this call's keys/values."""
+        op, spec = self.op, self.op.spec
+        t = x.shape[1]
+        h, kv, hd = spec.n_heads, spec.n_kv_heads, spec.head_dim
+        groups = h // kv
+        q = op.q_proj(x).view(1, t, h, hd)
+        k = op.k_proj(x).view(1, t, kv, hd)
+        v = op.v_proj(x).view(t, kv, hd)
+        if spec.qk_norm:
+            q = op.q_norm(q)
+            k = op.k_norm(k)
+        cos, sin = rope_cos_sin(step.positions, hd, op.rope_theta, q.dtype)
+        q = apply_rope(q, cos, sin)[0]  # (T, H, hd)
+        k = apply_rope(k, cos, sin)[0]  # (T, KV, hd)
+        slots = torch.remainder(step.positions, self.slots) if self.ring else step.positions
+        self.k_cache.index_copy_(2, slots, k.permute(1, 2, 0))  # (KV, hd, T) at slots
+        self.v_cache.index_copy_(1, slots, v.transpose(0, 1))  # (KV, T, hd) at slots
+        if self.ring:
+            keys, values = self.k_cache, self.v_cache
+            last = step.positions[-1:]  # (1,)
+            slot_ids = torch.arange(self.slots, dtype=torch.int64)
+            key_pos = last - torch.remainder(last - slot_ids, self.slots)  # (slots,)
+        else:
+            n = step.kv_positions.shape[0]
+            keys, values = self.k_cache[:, :, :n], self.v_cache[:, :n]  # (KV, hd, L), (KV, L, hd)
+            key_pos = step.kv_positions
+        query_pos = step.positions.repeat(groups)  # row g*T + t holds position t
+        dist = query_pos[:, None] - key_pos[None, :]  # (G*T, L)
+        visible = dist >= 0
+        if self.window > 0:
+            visible = visible & (dist < self.window) & (key_pos >= 0)[None, :]
+        mask = torch.where(visible, 0.0, -math.inf)  # (G*T, L)
+        qg = q.view(t, kv, groups, hd).permute(1, 2, 0, 3).reshape(kv, groups * t, hd)
+        scores = torch.bmm(qg, keys) * (1.0 / math.sqrt(hd)) + mask  # (KV, G*T, L)
+        y = torch.bmm(torch.softmax(scores, dim=-1), values)  # (KV, G*T, hd)
+        y = y.view(kv, groups, t, hd).permute(2, 0, 1, 3).reshape(1, t, h * hd)
+        return op.o_proj(y)
