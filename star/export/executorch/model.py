@@ -23,6 +23,7 @@ from torch import nn
 
 from star.export.executorch.attention import StaticAttention
 from star.export.executorch.moe import StaticMoE
+from star.export.executorch.norm import static_norm
 from star.export.executorch.recurrent import StaticLinearAttention, StaticShortConv, StaticSSM
 from star.export.executorch.step import Step
 from star.nn import StarModel
@@ -54,9 +55,9 @@ class StaticLayer(nn.Module):
 
     def __init__(self, block: Block, *, max_context: int, chunk: int) -> None:
         super().__init__()
-        self.mixer_norm = block.mixer_norm
+        self.mixer_norm = static_norm(block.mixer_norm)
         self.mixer = static_mixer(block.mixer, max_context=max_context, chunk=chunk)
-        self.ffn_norm = block.ffn_norm if block.ffn is not None else None
+        self.ffn_norm = static_norm(block.ffn_norm) if block.ffn is not None else None
         ffn = block.ffn
         self.ffn: nn.Module | None = StaticMoE(ffn) if isinstance(ffn, MoE) else ffn
 
@@ -81,7 +82,7 @@ class StaticModel(nn.Module):
         self.layers = nn.ModuleList(
             StaticLayer(block, max_context=max_context, chunk=chunk) for block in model.blocks
         )
-        self.final_norm = model.final_norm
+        self.final_norm = static_norm(model.final_norm)
         self.head = nn.Linear(spec.d_model, spec.vocab_size, bias=False, device="meta")
         self.head.weight = model.embed.weight if spec.tie_embeddings else model.lm_head.weight
 
@@ -97,14 +98,15 @@ class StaticModel(nn.Module):
         x = self.embed(tokens)  # (1, T, d)
         for layer in self.static_layers:
             x = layer(x, step)
-        x = self.final_norm(x[:, -1])  # (1, d)
-        return self.head(x)  # (1, V)
+        x = self.final_norm(x[:, x.shape[1] - 1 :])  # (1, 1, d): a slice, no select
+        return self.head(x).view(1, self.spec.vocab_size)  # (1, V)
 
     @torch.no_grad()
     def reset(self) -> None:
         """Zero every state buffer (eager use; the exported program zeroes at position 0)."""
-        for buffer in self.buffers():
-            buffer.zero_()
+        for layer in self.static_layers:
+            for name in layer.mixer.STATE:
+                getattr(layer.mixer, name).zero_()
 
     @torch.no_grad()
     def run(self, tokens: list[int]) -> list[torch.Tensor]:

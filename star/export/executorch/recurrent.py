@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from star.export.executorch.norm import static_norm
 from star.export.executorch.step import Step
 from star.nn.linear_attention import LinearAttention, chunked_linear_attention, feature_map
 from star.nn.shortconv import ShortConv
@@ -20,6 +21,8 @@ from star.nn.ssm import SSM, ssm_scan_chunked, ssm_scan_sequential
 
 class StaticShortConv(nn.Module):
     """Gated short conv; state: the last ``kernel - 1`` gated inputs u, (1, d, kernel - 1)."""
+
+    STATE = ("conv_state",)
 
     def __init__(self, op: ShortConv) -> None:
         super().__init__()
@@ -31,8 +34,9 @@ class StaticShortConv(nn.Module):
 
     def forward(self, x: torch.Tensor, step: Step) -> torch.Tensor:
         op = self.op
-        t = x.shape[1]
-        b_gate, c_gate, xs = op.in_proj(x).transpose(1, 2).chunk(3, dim=1)  # each (1, d, T)
+        t, d = x.shape[1], op.d_model
+        bcx = op.in_proj(x).transpose(1, 2)  # (1, 3d, T); slices, not chunk: XNNPACK has no split
+        b_gate, c_gate, xs = bcx[:, :d], bcx[:, d : 2 * d], bcx[:, 2 * d :]  # each (1, d, T)
         u = b_gate * xs
         full = torch.cat((self.conv_state * step.keep, u), dim=2)  # (1, d, L - 1 + T)
         self.conv_state.copy_(full[:, :, t:])
@@ -42,6 +46,8 @@ class StaticShortConv(nn.Module):
 
 class StaticLinearAttention(nn.Module):
     """elu+1 linear attention; state: S (1, H, hd, hd) and z (1, H, hd), float32."""
+
+    STATE = ("s_state", "z_state")
 
     def __init__(self, op: LinearAttention) -> None:
         super().__init__()
@@ -74,9 +80,12 @@ class StaticLinearAttention(nn.Module):
 class StaticSSM(nn.Module):
     """Mamba-2; state: conv inputs (1, conv_dim, K - 1) and SSM state (1, H, P, N) float32."""
 
+    STATE = ("conv_state", "ssm_state")
+
     def __init__(self, op: SSM) -> None:
         super().__init__()
         self.op = op
+        self.norm = static_norm(op.norm)
         spec = op.spec
         self.register_buffer(
             "conv_state", torch.zeros(1, spec.conv_dim, spec.conv_kernel - 1), persistent=False
@@ -111,4 +120,4 @@ class StaticSSM(nn.Module):
         self.ssm_state.copy_(s1)
         y = y + xs * op.D.float()[:, None]
         y = y.reshape(1, t, spec.d_inner).to(x.dtype) * F.silu(z)
-        return op.out_proj(op.norm(y))
+        return op.out_proj(self.norm(y))
