@@ -111,7 +111,7 @@ class ContextMeasurement(_Strict):
 class RuntimeSettings(_Strict):
     """Settings that change the figures and are therefore recorded with every measurement."""
 
-    llama_cpp_commit: str
+    llama_cpp_commit: str = ""  # the llama.cpp build's commit; "" for other runtimes
     build_flags: list[str] = Field(default_factory=list)
     threads: int = Field(gt=0)
     cpu_mask: str | None = None
@@ -124,6 +124,11 @@ class RuntimeSettings(_Strict):
     # Model loading: False = weights read into anonymous memory (RSS counts all of them),
     # True = memory-mapped (RSS counts only the pages touched). None: not recorded (older reports).
     mmap: bool | None = None
+    # Which runtime measured: "llama.cpp" (a GGUF) or "executorch" (a .pte). Older reports,
+    # which predate the field, were all llama.cpp.
+    runtime: str = "llama.cpp"
+    runtime_version: str | None = None  # e.g. ExecuTorch "1.5.1+cpu (3b6068392324)"
+    delegate: str | None = None  # ExecuTorch backend the program was lowered to ("xnnpack")
 
 
 class BenchReport(_Strict):

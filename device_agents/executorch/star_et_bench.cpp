@@ -26,6 +26,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <sched.h>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -75,6 +76,7 @@ struct Args {
   std::string etdump;
   std::string tokens;
   std::string logits_out;
+  std::string cpu_mask;
 };
 
 [[noreturn]] void fail(int code, const std::string& message) {
@@ -98,7 +100,7 @@ Args parse_args(int argc, char** argv) {
     fail(2,
          "usage: star-et-bench MODEL.pte info|ttft|decode|eval [--context C] [--n-gen N] "
          "[--reps R] [--warmup W] [--threads T] [--etdump PATH] [--tokens a,b,...] "
-         "[--logits-out PATH]");
+         "[--logits-out PATH] [--cpu-mask HEX]");
   }
   args.model = argv[1];
   args.mode = argv[2];
@@ -114,6 +116,7 @@ Args parse_args(int argc, char** argv) {
     else if (flag == "--etdump") args.etdump = value;
     else if (flag == "--tokens") args.tokens = value;
     else if (flag == "--logits-out") args.logits_out = value;
+    else if (flag == "--cpu-mask") args.cpu_mask = value;
     else fail(2, "unknown option " + flag);
   }
   if (args.mode != "info" && args.mode != "ttft" && args.mode != "decode" && args.mode != "eval") {
@@ -276,6 +279,25 @@ std::vector<int64_t> parse_tokens(const std::string& text, long vocab) {
   return out;
 }
 
+// Pin this process (and the pool threads it creates afterwards) to the CPUs of a hex mask.
+void pin_to(const std::string& text) {
+  std::string hex = text.rfind("0x", 0) == 0 ? text.substr(2) : text;
+  if (hex.empty() || hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+    fail(2, "--cpu-mask: not a hex mask: " + text);
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  int cpu = 0;
+  for (auto it = hex.rbegin(); it != hex.rend(); ++it) {
+    int nibble = std::stoi(std::string(1, *it), nullptr, 16);
+    for (int bit = 0; bit < 4; ++bit, ++cpu) {
+      if ((nibble >> bit) & 1 && cpu < CPU_SETSIZE) CPU_SET(cpu, &set);
+    }
+  }
+  if (CPU_COUNT(&set) == 0) fail(2, "--cpu-mask selects no CPU");
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) fail(2, "--cpu-mask: sched_setaffinity failed");
+}
+
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -301,6 +323,7 @@ void write_etdump(executorch::etdump::ETDumpGen* tracer, const std::string& path
 
 int main(int argc, char** argv) {
   Args args = parse_args(argc, argv);
+  if (!args.cpu_mask.empty()) pin_to(args.cpu_mask);
   executorch::runtime::runtime_init();
   // Before any method is loaded: XNNPACK sizes its work to the pool it finds at load time.
   executorch::extension::threadpool::get_threadpool()->_unsafe_reset_threadpool(

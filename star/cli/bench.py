@@ -1,4 +1,5 @@
 """``star bench MODEL.gguf``: TTFT, decode latency and peak RSS per context on this machine.
+(``MODEL.pte``: the same figures from the ExecuTorch runner, star.cli.bench_pte.)
 
 Exit codes: 0 every context measured (or out of memory, which is a result); 1 a context failed
 otherwise, or the runtime could not be built; 2 invalid input (one line on stderr, no traceback).
@@ -60,8 +61,31 @@ def bench(
         Path | None, typer.Option("--llama-bench", help="use this binary, not the pinned build")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the BenchReport JSON")] = False,
+    runner: Annotated[
+        Path | None, typer.Option(help=".pte: use this star-et-bench, not the cached build")
+    ] = None,
+    profile_dir: Annotated[
+        Path | None, typer.Option(help=".pte: keep an ETDump profile per run in this folder")
+    ] = None,
 ) -> None:
-    """Measure a GGUF with stock llama-bench: TTFT, decode ms/token and peak RSS per context."""
+    """Measure a GGUF with stock llama-bench (a .pte with the ExecuTorch runner): TTFT,
+    decode ms/token and peak RSS per context."""
+    if model.suffix == ".pte":
+        from star.cli.bench_pte import bench_pte
+
+        if flash_attn != "off" or cache_type != "f16" or llama_bench is not None:
+            raise _fail("--flash-attn, --cache-type and --llama-bench are llama.cpp settings; "
+                        "a .pte has a float32 KV cache and no flash attention")
+        try:
+            wanted = parse_contexts(contexts)
+        except BenchInputError as exc:
+            raise _fail(str(exc)) from None
+        bench_pte(model, contexts=wanted, repeats=repeats, threads=threads or _default_threads(),
+                  n_gen=n_gen, cpu_mask=cpu_mask, timeout=timeout, runner=runner,
+                  profile_dir=profile_dir, as_json=as_json)
+        return
+    if runner is not None or profile_dir is not None:
+        raise _fail("--runner and --profile-dir apply to a .pte")
     from device_agents.llamacpp.commands import validate_model
     from device_agents.llamacpp.flags import UnsupportedFlagError
     from device_agents.llamacpp.local import run_local_bench
@@ -139,6 +163,13 @@ def _print_table(model: Path, report: object) -> None:
                       decode, rss, status)
     console = Console()
     console.print(table)
+    if rt.runtime != "llama.cpp":
+        console.print(
+            f"{rt.runtime} {rt.runtime_version} | delegate {rt.delegate} | threads {rt.threads}"
+            f"{f' mask {rt.cpu_mask}' if rt.cpu_mask else ''} | KV {rt.cache_type_k} | "
+            f"n_gen {rt.n_gen} | reps {rt.repetitions} | {rt.cpu_model}"
+        )
+        return
     console.print(
         f"llama.cpp {rt.llama_cpp_commit} | threads {rt.threads}"
         f"{f' mask {rt.cpu_mask}' if rt.cpu_mask else ''} | flash-attn "

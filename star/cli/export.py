@@ -1,4 +1,5 @@
-"""``star export`` (genome -> GGUF for stock llama.cpp) and ``star runtimes`` (targets)."""
+"""``star export`` (genome -> GGUF for stock llama.cpp, or ``--runtime executorch``: a .pte
+for any genome, see star.cli.export_pte) and ``star runtimes`` (targets)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ class QuantChoice(StrEnum):
     f16 = "f16"
     q8_0 = "q8_0"
     q4_0 = "q4_0"
+    fp32 = "fp32"  # executorch
+    i8da4w = "8da4w"  # executorch: int8 dynamic activations, int4 weights (groups of 32)
+
+
+class RuntimeChoice(StrEnum):
+    llama_cpp = "llama.cpp"  # a GGUF for stock llama.cpp (fixed architectures)
+    executorch = "executorch"  # a .pte for the ExecuTorch runner (any genome)
 
 
 def register(app: typer.Typer) -> None:
@@ -68,8 +76,30 @@ def export(
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="check and validate only")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    runtime: Annotated[
+        RuntimeChoice, typer.Option(help="llama.cpp (GGUF) or executorch (.pte, any genome)")
+    ] = RuntimeChoice.llama_cpp,
+    max_context: Annotated[
+        int | None, typer.Option(help="executorch: longest prompt + generation (default 8192)")
+    ] = None,
+    prefill_chunk: Annotated[
+        int, typer.Option(help="executorch: prompt tokens per prefill call")
+    ] = 128,
 ) -> None:
-    """Export a genome to a GGUF that a stock llama.cpp runs exactly (checked before writing)."""
+    """Export a genome to a GGUF that a stock llama.cpp runs exactly (checked before writing),
+    or with ``--runtime executorch`` to a .pte (prefill + decode methods, read back and checked).
+    """
+    if runtime == RuntimeChoice.executorch:
+        from star.cli.export_pte import export_pte_command
+
+        export_pte_command(
+            genome, output=output, quant=quant.value, scale=scale, weights=weights,
+            random_seed=random_seed, max_context=max_context, prefill_chunk=prefill_chunk,
+            dry_run=dry_run, as_json=as_json,
+        )  # fmt: skip
+        return
+    if quant in (QuantChoice.fp32, QuantChoice.i8da4w):
+        fail(f"--quant {quant.value} is an executorch type: add --runtime executorch")
     from star.export import ExportError, UnsupportedGenome, plan_export, write_plan
 
     if weights is not None and random_seed is not None:

@@ -1,0 +1,151 @@
+"""Run ``star-et-bench`` on this machine: one process per run, peak RSS from wait4.
+
+The launcher and its reasoning (why ``ru_maxrss`` of a plain child is polluted by its parent)
+are the llama.cpp path's, reused: ``device_agents.llamacpp.local.run_process``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from device_agents.executorch.commands import PteBenchSettings, build_commands
+from device_agents.executorch.results import (
+    PteInfo,
+    RunnerParseError,
+    assemble_context,
+    parse_info,
+)
+from device_agents.llamacpp.commands import BenchInputError
+from device_agents.llamacpp.local import cpu_model, file_sha256, read_thermal, run_process
+from device_agents.llamacpp.results import stderr_tail
+from device_agents.schemas import BenchReport, ContextMeasurement, RuntimeSettings
+
+DELEGATE = "xnnpack"  # the backend star.export.executorch lowers to
+KV_CACHE_TYPE = "f32"  # the exported KV cache's element type
+PTE_MAGIC = b"ET"  # flatbuffer file identifier "ET12" at bytes 4..8
+
+
+def read_pte_info(runner: str | Path, model: str | Path, *, timeout_s: float = 120) -> PteInfo:
+    """Ask the runner what the program holds; ``BenchInputError`` if it is not a STAR .pte."""
+    proc = subprocess.run(
+        [str(runner), str(model), "info"], capture_output=True, text=True, timeout=timeout_s
+    )
+    if proc.returncode != 0:
+        raise BenchInputError(f"{model}: {stderr_tail(proc.stderr)}")
+    try:
+        return parse_info(proc.stdout)
+    except RunnerParseError as exc:
+        raise BenchInputError(f"{model}: {exc}") from None
+
+
+def validate_pte(
+    path: str | Path, contexts: Sequence[int], *, n_gen: int, info: PteInfo | None = None
+) -> None:
+    """Check the file and the contexts before any benchmark process starts.
+
+    A context C needs C + n_gen positions (decode generates n_gen tokens after C); ``info``
+    (from ``read_pte_info``) gives the program's ``max_context``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BenchInputError(f"model file not found: {path}")
+    if not path.is_file():
+        raise BenchInputError(f"model path is not a file: {path}")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise BenchInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(head) < 8 or head[4:6] != PTE_MAGIC:
+        raise BenchInputError(f"{path}: not an ExecuTorch program (no ET file identifier)")
+    if not contexts:
+        raise BenchInputError("no contexts given")
+    bad = [c for c in contexts if c < 1]
+    if bad:
+        raise BenchInputError(f"contexts must be positive, got {bad[0]}")
+    if len(set(contexts)) != len(contexts):
+        raise BenchInputError("each context may appear only once")
+    if info is not None:
+        too_long = [c for c in contexts if c + n_gen > info.max_context]
+        if too_long:
+            raise BenchInputError(
+                f"context {too_long[0]} + {n_gen} generated exceeds the program's max_context "
+                f"{info.max_context} ({path}; export with a larger --max-context)"
+            )
+
+
+def measure_context(
+    runner: str | Path,
+    model: str | Path,
+    context: int,
+    settings: PteBenchSettings,
+    *,
+    timeout_s: float | None = None,
+    memory_limit_bytes: int | None = None,
+    profile_dir: str | Path | None = None,
+) -> ContextMeasurement:
+    """Both runs at one context (the decode run only if the prefill run succeeded)."""
+    ttft_cmd, decode_cmd = build_commands(runner, model, context, settings,
+                                          profile_dir=profile_dir)
+    before = read_thermal()
+    ttft = run_process(ttft_cmd, timeout_s=timeout_s, memory_limit_bytes=memory_limit_bytes)
+    decode = None
+    if ttft.returncode == 0 and not ttft.timed_out:
+        decode = run_process(decode_cmd, timeout_s=timeout_s,
+                             memory_limit_bytes=memory_limit_bytes)
+    measurement, _ = assemble_context(context, ttft, decode, thermal_before=before,
+                                      thermal_after=read_thermal())
+    return measurement
+
+
+def run_pte_bench(
+    model_path: str | Path,
+    contexts: Sequence[int],
+    settings: PteBenchSettings,
+    runner_path: str | Path,
+    *,
+    build_flags: Sequence[str] = (),
+    timeout_s: float | None = None,
+    memory_limit_bytes: int | None = None,
+    profile_dir: str | Path | None = None,
+) -> BenchReport:
+    """Measure a .pte at each context on this machine; the ExecuTorch twin of run_local_bench.
+
+    Raises ``BenchInputError`` for invalid input (before any timed run). A context that runs
+    out of memory is ``oom``; any other failure is that context's ``error``. With
+    ``profile_dir`` each run also writes an ETDump there (``profile_paths`` names them).
+    """
+    model = Path(model_path)
+    validate_pte(model, contexts, n_gen=settings.n_gen)
+    info = read_pte_info(runner_path, model)
+    validate_pte(model, contexts, n_gen=settings.n_gen, info=info)
+    if profile_dir is not None:
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+    measurements = [
+        measure_context(runner_path, model, context, settings, timeout_s=timeout_s,
+                        memory_limit_bytes=memory_limit_bytes, profile_dir=profile_dir)
+        for context in contexts
+    ]
+    runtime = RuntimeSettings(
+        runtime="executorch",
+        runtime_version=info.executorch_version,
+        delegate=DELEGATE,
+        build_flags=list(build_flags),
+        threads=settings.threads,
+        cpu_mask=settings.cpu_mask,
+        flash_attn=False,
+        cache_type_k=KV_CACHE_TYPE,
+        cache_type_v=KV_CACHE_TYPE,
+        n_gen=settings.n_gen,
+        repetitions=settings.repetitions,
+        cpu_model=cpu_model(),
+        mmap=True,
+    )
+    return BenchReport(
+        model_sha256=file_sha256(model),
+        model_bytes=model.stat().st_size,
+        runtime=runtime,
+        contexts=measurements,
+    )
