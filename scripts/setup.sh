@@ -30,3 +30,6 @@ fi
 
 # the pinned llama.cpp runtime, built once per host into ~/.cache/star-lab (idempotent)
 star runtime build
+
+# the ExecuTorch benchmark runner (g++ against the executorch wheel, ~10 s; cached likewise)
+star runtime build --runtime executorch

@@ -138,8 +138,8 @@ def assemble_context(
         tg = parse_runner_json(decode.stdout)
     except RunnerParseError as exc:
         return measurement(error=str(exc)), None
-    if (pp.mode, pp.context) != ("ttft", context) or (tg.mode, tg.context) != ("decode", context):
-        return measurement(error=f"star-et-bench answered for another run than context {context}"), None
+    if (pp.mode, pp.context, tg.mode, tg.context) != ("ttft", context, "decode", context):
+        return measurement(error=f"star-et-bench answered another run than context {context}"), None
     if tg.n_gen < 1:
         return measurement(error="star-et-bench decode run reports no generated tokens"), None
     peak = ttft.peak_rss_bytes or None

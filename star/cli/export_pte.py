@@ -91,7 +91,8 @@ def _model(spec: Any, weights: Path | None, random_seed: int | None, load_weight
 
     if weights is None:
         seed = 0 if random_seed is None else random_seed
-        return StarModel(spec, device="cpu", dtype=torch.float32, seed=seed), f"random (seed {seed})"
+        model = StarModel(spec, device="cpu", dtype=torch.float32, seed=seed)
+        return model, f"random (seed {seed})"
     state = load_weights(weights)
     model = StarModel(spec, device="cpu", dtype=torch.float32)
     try:

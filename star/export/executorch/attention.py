@@ -22,9 +22,9 @@ import math
 import torch
 from torch import nn
 
+from star.export.executorch.norm import static_norm
 from star.export.executorch.step import Step, rope_inv_freq
 from star.nn.attention import Attention
-from star.export.executorch.norm import static_norm
 from star.nn.rope import rotate_half
 
 

@@ -45,11 +45,19 @@ def quantize_8da4w(model: StaticModel) -> tuple[str, ...]:
         if isinstance(m, nn.Linear) and m.in_features % GROUP_SIZE
     )  # fmt: skip
 
+    seen: set[int] = set()
+
     def eligible(module: nn.Module, fqn: str) -> bool:
-        return isinstance(module, nn.Linear) and module.in_features % GROUP_SIZE == 0
+        # quantize_ walks children, not unique modules: a mixer shared by two layers is met
+        # twice, and its already quantized weight must not be quantized again.
+        if id(module) in seen or not isinstance(module, nn.Linear):
+            return False
+        seen.add(id(module))
+        return module.in_features % GROUP_SIZE == 0
 
     config = Int8DynamicActivationIntxWeightConfig(
-        weight_dtype=torch.int4, weight_granularity=PerGroup(GROUP_SIZE)
+        weight_dtype=torch.int4,  # type: ignore[attr-defined]
+        weight_granularity=PerGroup(GROUP_SIZE),
     )
     quantize_(model, config, filter_fn=eligible)
     return skipped

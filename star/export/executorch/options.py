@@ -61,7 +61,7 @@ class PteOptions:
         if not 2 <= self.prefill_chunk <= MAX_CHUNK:
             raise ExportValidationError(
                 "prefill_chunk",
-                f"{self.prefill_chunk} is outside [2, {MAX_CHUNK}] (one token is the decode method)",
+                f"{self.prefill_chunk} is outside [2, {MAX_CHUNK}] (one token: the decode method)",
             )
         if self.max_context <= self.prefill_chunk:
             raise ExportValidationError(
