@@ -141,7 +141,8 @@ def test_8da4w_program_reads_back_and_is_smaller(exported: Exported, tmp_path: P
     options = PteOptions.for_spec(MIXED, quant="8da4w", max_context=64, prefill_chunk=CHUNK)
     result = export_pte(model, tmp_path / "q.pte", options)
     assert result.quant == "8da4w"
-    assert result.max_abs_error < 5e-2 * result.logits_scale
+    assert result.quant_error is not None and result.quant_error > 0
+    assert result.max_abs_error < max(5e-2 * result.logits_scale, 0.5 * result.quant_error)
     fp32 = model_of(MIXED, seed=1)
     assert all(p.dtype == torch.float32 for p in fp32.parameters())  # source left untouched
     assert result.size_bytes < exported.path.stat().st_size

@@ -84,3 +84,18 @@ def test_commands_pin_every_setting_and_name_profiles() -> None:
     assert decode[decode.index("--n-gen") + 1] == "16" and "--n-gen" not in ttft
     assert ttft[-1] == str(profile_paths("/p", "/m/a.pte", 512)[0])
     assert decode[-1] == str(profile_paths("/p", "/m/a.pte", 512)[1])
+
+
+def test_device_agents_executorch_imports_no_heavy_module() -> None:
+    """Agent hosts have the runner and the wheel's libraries, not torch or the executorch
+    Python package: the wrapper must not import them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, device_agents.executorch\n"
+        "heavy = ('torch', 'numpy', 'executorch', 'torchao', 'sqlalchemy', 'gguf', 'star')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"

@@ -19,7 +19,7 @@ from typing import Any
 from star.export.executorch.lower import lower
 from star.export.executorch.model import StaticModel
 from star.export.executorch.options import PteOptions, PteQuant
-from star.export.executorch.readback import read_back
+from star.export.executorch.readback import probe_tokens, read_back
 from star.nn import StarModel
 
 # Read-back tolerance, relative to the largest reference logit. float32: XNNPACK sums in another
@@ -39,6 +39,7 @@ class PteExportResult:
     methods: tuple[str, ...]
     max_abs_error: float  # read-back logits vs the eager static form (same quantization)
     logits_scale: float
+    quant_error: float | None  # eager quantized vs float32 logits (None for fp32)
     fp32_linears: tuple[str, ...]  # under 8da4w: linears whose width is not a multiple of 32
     export_seconds: float
     lower_seconds: float
@@ -49,6 +50,7 @@ class PteExportResult:
             "sha256": self.sha256, "quant": self.quant, "max_context": self.max_context,
             "prefill_chunk": self.prefill_chunk, "methods": list(self.methods),
             "max_abs_error": self.max_abs_error, "logits_scale": self.logits_scale,
+            "quant_error": self.quant_error,
             "fp32_linears": list(self.fp32_linears), "export_seconds": self.export_seconds,
             "lower_seconds": self.lower_seconds,
         }  # fmt: skip
@@ -66,6 +68,10 @@ def export_pte(
     path = Path(path)
     source = model if in_place or options.quant == PteQuant.FP32 else copy.deepcopy(model)
     static = StaticModel(source, max_context=options.max_context, chunk=options.prefill_chunk)
+    float_reference = None
+    if options.quant != PteQuant.FP32:  # before lower() quantizes the weights
+        float_reference = [t.clone() for t in static.run(probe_tokens(static))]
+        static.reset()
     lowered = lower(static, options)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -73,7 +79,8 @@ def export_pte(
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(lowered.buffer)
-        check = read_back(tmp, static, tolerance=TOLERANCE[options.quant])
+        check = read_back(tmp, static, tolerance=TOLERANCE[options.quant],
+                          float_reference=float_reference)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -88,6 +95,7 @@ def export_pte(
         methods=check.methods,
         max_abs_error=check.max_abs_error,
         logits_scale=check.logits_scale,
+        quant_error=check.quant_error,
         fp32_linears=lowered.fp32_linears,
         export_seconds=lowered.export_seconds,
         lower_seconds=lowered.lower_seconds,
