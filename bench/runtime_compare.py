@@ -7,12 +7,14 @@ exported twice per quantization class and measured at the same contexts and thre
     fp32   ExecuTorch float32 (XNNPACK)          vs  llama.cpp F32 weights
     8da4w  int8 dynamic activations, int4 w/g32  vs  llama.cpp Q4_0 (int4 w/g32, Q8_0 activations)
 
-Both with a float32 KV cache and no flash attention (ExecuTorch has neither F16 KV nor flash
-attention here). ExecuTorch keeps the embedding table in float32 under 8da4w (the head, which
+No flash attention on either side. The KV cache is float32 in the .pte and F16 in llama.cpp
+(this llama-bench refuses ``-ctk f32``; F16 is also what llama.cpp ships by default). ExecuTorch keeps the embedding table in float32 under 8da4w (the head, which
 shares it, is int4); llama.cpp Q4_0 quantizes it: files and RSS differ by that table.
 The two runtimes alternate per context so that load from other processes hits both alike; the
 1-minute load average is recorded before and after every measurement (the box is "quiet" when
-it stays below half the cores). Not a test: ``python bench/runtime_compare.py``.
+it stays below half the cores). One thread by default: on an oversubscribed machine llama.cpp's
+spinning thread barriers collapse (seen here: LFM2-350M Q4_0 decode 25 ms/token on 1 thread,
+400 ms/token on 2 threads under a load of 9 on 2 cores), which would measure the scheduler. Not a test: ``python bench/runtime_compare.py``.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for quant in quants:
             lc_settings = BenchSettings(threads=args.threads, n_gen=args.n_gen,
                                         repetitions=args.reps, flash_attn=False,
-                                        cache_type_k="f32", cache_type_v="f32")
+                                        cache_type_k="f16", cache_type_v="f16")
             for i, context in enumerate(contexts):
                 row: dict[str, Any] = {"model": name, "quant": quant,
                                        "llama_cpp_type": PAIRS[quant], "context": context}
@@ -198,7 +200,7 @@ def main() -> None:
     parser.add_argument("--models", default="lfm2,qwen3,granitehybrid")
     parser.add_argument("--quants", default="8da4w,fp32")
     parser.add_argument("--contexts", default="512,2048")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--n-gen", type=int, default=16)
     parser.add_argument("--d-model", type=int, default=None,
