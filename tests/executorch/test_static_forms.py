@@ -77,8 +77,8 @@ def test_ring_attention_keeps_constant_memory() -> None:
     wide = static_mixer(model_of(OPERATORS["swa-wide"]).blocks[0].mixer, max_context=32,
                         chunk=CHUNK)
     assert isinstance(ring, StaticAttention) and isinstance(wide, StaticAttention)
-    assert ring.ring and ring.k_cache.shape[-1] == 5 - 1 + CHUNK
-    assert not wide.ring and wide.k_cache.shape[-1] == 32 + 1
+    assert ring.ring and ring.k_cache.shape[1] == 5 - 1 + CHUNK
+    assert not wide.ring and wide.k_cache.shape[1] == 32 + 1
 
 
 @torch.no_grad()

@@ -3,8 +3,10 @@
 The weights are the ``star.nn.Attention`` module's own; only the cache and the attention
 arithmetic differ from its incremental form:
 
-- keys are cached transposed, (KV, head_dim, slots), and values as (KV, slots, head_dim), so
-  both products are plain batched matmuls that XNNPACK takes without a transpose copy;
+- keys and values are cached as (KV, slots, head_dim): a write is one contiguous row per head,
+  the slice of the first L slots is one block per head, and q @ k^T is XNNPACK's batched matmul
+  with a transposed operand (measured: 2.5x faster per decode step than caching keys
+  transposed, whose strided writes and slices cost more than they save);
 - query heads are grouped under their KV head, (KV, G*T, head_dim), so GQA never repeats keys;
 - the new keys/values are written with ``index_copy_`` at their slots (reinplaced on export);
 - full attention reads the first L = input_pos + T slots, L being the length of the
@@ -48,7 +50,7 @@ class StaticAttention(nn.Module):
         self.slots = spec.window - 1 + chunk if self.ring else max_context + 1
         kv, hd = spec.n_kv_heads, spec.head_dim
         self.register_buffer("inv_freq", rope_inv_freq(hd, op.rope_theta), persistent=False)
-        self.register_buffer("k_cache", torch.zeros(kv, hd, self.slots), persistent=False)
+        self.register_buffer("k_cache", torch.zeros(kv, self.slots, hd), persistent=False)
         self.register_buffer("v_cache", torch.zeros(kv, self.slots, hd), persistent=False)
         self.inv_freq: torch.Tensor
         self.k_cache: torch.Tensor
@@ -70,18 +72,18 @@ class StaticAttention(nn.Module):
         q = (q * cos + rotate_half(q) * sin).view(t, h, hd)
         k = (k * cos + rotate_half(k) * sin).view(t, kv, hd)
         slots = torch.remainder(step.positions, self.slots) if self.ring else step.positions
-        self.k_cache.index_copy_(2, slots, k.permute(1, 2, 0))  # (KV, hd, T) at slots
-        self.v_cache.index_copy_(1, slots, v.transpose(0, 1))  # (KV, T, hd) at slots
+        self.k_cache.index_copy_(1, slots, k.transpose(0, 1))  # (KV, T, hd) at slots
+        self.v_cache.index_copy_(1, slots, v.transpose(0, 1))
         if self.ring:
             keys, values = self.k_cache, self.v_cache
         else:
             n = step.kv_positions.shape[0]
-            keys, values = self.k_cache[:, :, :n], self.v_cache[:, :n]  # (KV, hd, L), (KV, L, hd)
+            keys, values = self.k_cache[:, :n], self.v_cache[:, :n]  # (KV, L, hd) each
         (mask,) = step.memo(
             ("mask", self.ring, self.slots, self.window, groups), lambda: (self.mask(step, groups),)
         )
         qg = q.view(t, kv, groups, hd).permute(1, 2, 0, 3).reshape(kv, groups * t, hd)
-        scores = torch.bmm(qg, keys) * (1.0 / math.sqrt(hd)) + mask  # (KV, G*T, L)
+        scores = torch.bmm(qg, keys.transpose(1, 2)) * (1.0 / math.sqrt(hd)) + mask  # (KV, G*T, L)
         y = torch.bmm(torch.softmax(scores, dim=-1), values)  # (KV, G*T, hd)
         y = y.view(kv, groups, t, hd).permute(2, 0, 1, 3).reshape(1, t, h * hd)
         return op.o_proj(y)

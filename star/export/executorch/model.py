@@ -51,7 +51,8 @@ def static_mixer(op: Mixer, *, max_context: int, chunk: int) -> StaticMixer:
 
 
 class StaticLayer(nn.Module):
-    """One block: its norms and FFN as they are, its mixer in static form."""
+    """One block: its mixer in static form, its norms in delegate-friendly form (same weights),
+    its FFN as it is (MoE in static form)."""
 
     def __init__(self, block: Block, *, max_context: int, chunk: int) -> None:
         super().__init__()
