@@ -28,7 +28,9 @@
 
 #include <cerrno>
 #include <chrono>
+#include <fcntl.h>
 #include <sched.h>
+#include <unistd.h>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -347,8 +349,16 @@ int main(int argc, char** argv) {
     tracer = tracer_owner.get();
   }
   {
-    std::ifstream probe(args.model, std::ios::binary);
-    if (!probe) fail(2, "cannot open model file " + args.model);
+    // Start from a cold page cache for the program file. It is memory-mapped, and how much of
+    // it is resident depends on how its pages got into the cache: a freshly written file is
+    // mapped in large folios, which put 190 MB more into the peak RSS of an 8da4w LFM2-350M
+    // than the same file read from disk. Writing back and dropping its pages makes the figure
+    // independent of whether the file was just exported, fetched or read before.
+    int fd = open(args.model.c_str(), O_RDONLY);
+    if (fd < 0) fail(2, "cannot open model file " + args.model);
+    fdatasync(fd);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
   }
   int64_t load_start = now_ns();
   Module module(args.model, Module::LoadMode::Mmap, std::move(tracer_owner));

@@ -79,6 +79,7 @@ def export_pte(
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(lowered.buffer)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the file is an artifact others fetch
         check = read_back(tmp, static, tolerance=TOLERANCE[options.quant],
                           float_reference=float_reference)
         os.replace(tmp, path)
