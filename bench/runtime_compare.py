@@ -8,13 +8,16 @@ exported twice per quantization class and measured at the same contexts and thre
     8da4w  int8 dynamic activations, int4 w/g32  vs  llama.cpp Q4_0 (int4 w/g32, Q8_0 activations)
 
 No flash attention on either side. The KV cache is float32 in the .pte and F16 in llama.cpp
-(this llama-bench refuses ``-ctk f32``; F16 is also what llama.cpp ships by default). ExecuTorch keeps the embedding table in float32 under 8da4w (the head, which
-shares it, is int4); llama.cpp Q4_0 quantizes it: files and RSS differ by that table.
+(this llama-bench refuses ``-ctk f32``; F16 is also what llama.cpp ships by default).
+ExecuTorch keeps the embedding table in float32 under 8da4w (the head, which shares it, is
+int4); llama.cpp Q4_0 quantizes it, so files and RSS differ by that table.
+
 The two runtimes alternate per context so that load from other processes hits both alike; the
 1-minute load average is recorded before and after every measurement (the box is "quiet" when
 it stays below half the cores). One thread by default: on an oversubscribed machine llama.cpp's
 spinning thread barriers collapse (seen here: LFM2-350M Q4_0 decode 25 ms/token on 1 thread,
-400 ms/token on 2 threads under a load of 9 on 2 cores), which would measure the scheduler. Not a test: ``python bench/runtime_compare.py``.
+400 ms/token on 2 threads under a load of 9 on 2 cores), which would measure the scheduler.
+Not a test: ``python bench/runtime_compare.py [--out result.json]``.
 """
 
 from __future__ import annotations
