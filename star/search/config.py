@@ -16,7 +16,10 @@ Example (every field is documented on the model below)::
       repetitions: 3
       objectives: [quality, ttft_ms@4096/android:s24, peak_rss_mb@32768/android:s24]
       budgets: [{metric: peak_rss_mb@32768/android:s24, max: 900}]
-      allowed_archs: [lfm2]
+      allowed_archs: [lfm2, qwen3, granitehybrid]
+      baselines: [genomes/llama-3.2-1b-like-350m.yaml]   # measured and trained, never bred
+      flash_attn: [false, true]                  # measure both; each objective takes the better
+      staging: {confirm: [32768], confirm_rank: 1, confirm_max: 4}
       operators: {token_mixers: [shortconv, attention], channel_mixers: [swiglu]}
       proxy: {tasks: [in_context_recall, text], steps: 200}
 
@@ -105,6 +108,45 @@ class Budget(BaseModel):
     @property
     def key(self) -> MetricKey:
         return parse_metric(self.metric)
+
+
+class Baseline(BaseModel):
+    """A genome every candidate is compared with (the transformer a lab would otherwise ship):
+    exported, measured on every device class, setting and context, and proxy-trained exactly
+    like a candidate, but never given to NSGA-II, so never bred or mutated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    genome: Path
+    label: str | None = Field(default=None, min_length=1, max_length=128)  # default: file stem
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_alone(cls, data: Any) -> Any:
+        return {"genome": data} if isinstance(data, str | Path) else data
+
+    @property
+    def name(self) -> str:
+        return self.label or self.genome.stem
+
+
+class Staging(BaseModel):
+    """Long contexts within a budget: every candidate is measured at the ``screen`` contexts;
+    only those near the frontier (and every baseline) are then measured at the ``confirm``
+    contexts. Until a candidate is confirmed, its long-context figures are estimated from its
+    screening figures (``star.search.stages``); the frontier shows confirmed figures only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    screen: list[int] | None = None  # default: the contexts that are not confirm contexts
+    confirm: list[int] = Field(min_length=1)
+    # confirmed: this generation's candidates in the first ``confirm_rank`` non-dominated fronts
+    # of the run so far (screening figures, long-context estimates) ...
+    confirm_rank: int = Field(default=1, ge=1, le=64)
+    # ... at most this many per generation (None: no cap)
+    confirm_max: int | None = Field(default=None, ge=1)
+    # repetitions at the confirm contexts (None: ``repetitions``): a 32K prefill costs minutes
+    confirm_repetitions: int | None = Field(default=None, ge=1)
 
 
 class OperatorSettings(BaseModel):
@@ -203,6 +245,14 @@ class SearchConfig(BaseModel):
     objectives: list[str] = Field(default_factory=lambda: ["quality", "params"], min_length=1)
     budgets: list[Budget] = Field(default_factory=list)
     allowed_archs: list[str] | None = None  # llama.cpp archs a genome may export to; None: any
+    baselines: list[Baseline] = Field(default_factory=list)
+    # llama.cpp flash attention settings every candidate is measured under (each objective
+    # takes the candidate's better setting; a genome without attention is measured once, since
+    # the setting changes nothing in it). Off and on differ more than most genes do at long
+    # context: off holds a context x heads score buffer, on decodes slower on CPU.
+    flash_attn: list[bool] = Field(default_factory=lambda: [False, True], min_length=1,
+                                   max_length=2)
+    staging: Staging | None = None
     generation_deadline_s: float = Field(default=6 * 3600.0, gt=0)
     poll_interval_s: float = Field(default=5.0, gt=0)  # how often the engine reads job states
     export_seed: int = Field(default=0, ge=0)  # random deployment weights (latency ignores them)
@@ -213,7 +263,32 @@ class SearchConfig(BaseModel):
     # Without this section, the file's top-level ``proxy:`` (as `star proxy train`) is used.
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_before_settings(cls, data: Any, info: ValidationInfo) -> Any:
+        """A stored config (resume) written before ``flash_attn`` existed measured with it off."""
+        if (isinstance(data, dict) and info.context and info.context.get("stored")
+                and "flash_attn" not in data):
+            return {**data, "flash_attn": [False]}
+        return data
+
     # ---- field checks ---------------------------------------------------------------------
+
+    @field_validator("flash_attn")
+    @classmethod
+    def _settings(cls, v: list[bool]) -> list[bool]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"each setting once, not {v}")
+        return sorted(v)
+
+    @field_validator("baselines")
+    @classmethod
+    def _baseline_names(cls, v: list[Baseline]) -> list[Baseline]:
+        names = [b.name for b in v]
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                raise ValueError(f"[{i}]: a second baseline named {name!r} (give it a label)")
+        return v
 
     @field_validator("objectives")
     @classmethod
@@ -271,6 +346,8 @@ class SearchConfig(BaseModel):
                 if self.device_classes is not None and key.device_class not in classes:
                     problems.append(f"{where}: device class {key.device_class!r} is not in "
                                     f"device_classes {self.device_classes}")
+        if self.staging is not None:
+            problems += self._staging_problems(self.staging)
         if self.uses_quality() and not (set(self.proxy.tasks) - {"memorization"}):
             problems.append("proxy.tasks: the quality objective needs a recall-like task or "
                             "text (memorization alone is only a screen)")
@@ -280,6 +357,28 @@ class SearchConfig(BaseModel):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _staging_problems(self, st: Staging) -> list[str]:
+        problems: list[str] = []
+        for name in ("screen", "confirm"):
+            values = getattr(st, name) or []
+            for i, c in enumerate(values):
+                if c not in self.contexts:
+                    problems.append(f"staging.{name}[{i}]: context {c} is not in contexts "
+                                    f"{self.contexts}")
+            if len(set(values)) != len(values):
+                problems.append(f"staging.{name}: each context once, not {values}")
+        screen = self.screen_contexts()
+        if not screen:
+            problems.append(f"staging.confirm: {st.confirm} leaves no screening context (every "
+                            f"candidate is measured at contexts {self.contexts} minus these)")
+        both = sorted(set(screen) & set(st.confirm))
+        if both:
+            problems.append(f"staging.screen: contexts {both} are also confirm contexts")
+        missing = sorted(set(self.contexts) - set(screen) - set(st.confirm))
+        if missing:
+            problems.append(f"staging.screen: contexts {missing} are in neither stage")
+        return problems
 
     def _budget_problems(self, *, floors: bool = True) -> list[str]:
         problems: list[str] = []
@@ -312,6 +411,18 @@ class SearchConfig(BaseModel):
         names = [k.device_class for _, k in self.named_metrics() if k.metric in MEASURED]
         return list(dict.fromkeys(n for n in names if n))
 
+    def screen_contexts(self) -> list[int]:
+        """Contexts every candidate is measured at (all of them without staging)."""
+        if self.staging is None:
+            return list(self.contexts)
+        if self.staging.screen is not None:
+            return list(self.staging.screen)
+        return [c for c in self.contexts if c not in self.staging.confirm]
+
+    def confirm_contexts(self) -> list[int]:
+        """Contexts measured only for the chosen candidates and the baselines."""
+        return list(self.staging.confirm) if self.staging is not None else []
+
     def uses_quality(self) -> bool:
         return any(k.metric == "quality" for _, k in self.named_metrics())
 
@@ -326,6 +437,10 @@ class SearchConfig(BaseModel):
 
     def seed_genes(self) -> list[tuple[int, ...]]:
         return [load_genome(p).genes for p in self.seed_genomes]
+
+    def baseline_genes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, genes) of every baseline, in config order."""
+        return [(b.name, load_genome(b.genome).genes) for b in self.baselines]
 
     def deploy_spec(self, genome: Genome) -> ArchSpec:
         spec = genome.to_spec()
@@ -410,6 +525,11 @@ def parse_search_config(doc: Any, *, base_dir: Path | None = None,
             doc["base_genome"] = resolve(doc["base_genome"])
         if isinstance(doc.get("seed_genomes"), list):
             doc["seed_genomes"] = [resolve(p) for p in doc["seed_genomes"]]
+        if isinstance(doc.get("baselines"), list):
+            doc["baselines"] = [
+                {**b, "genome": resolve(b.get("genome"))} if isinstance(b, dict) else resolve(b)
+                for b in doc["baselines"]
+            ]
     try:
         config = SearchConfig.model_validate(doc)
     except ValidationError as exc:
@@ -417,16 +537,38 @@ def parse_search_config(doc: Any, *, base_dir: Path | None = None,
     problems: list[str] = []
     paths = [("base_genome", config.base_genome)] if config.base_genome else []
     paths += [(f"seed_genomes[{i}]", p) for i, p in enumerate(config.seed_genomes)]
+    paths += [(f"baselines[{i}]", b.genome) for i, b in enumerate(config.baselines)]
     for where, path in paths:
         try:
-            load_genome(path)
+            genome = load_genome(path)
         except FileNotFoundError:
             problems.append(f"{where}: {path} does not exist")
+            continue
         except Exception as exc:  # noqa: BLE001 - InvalidGenome, YAML errors: all named here
             problems.append(f"{where}: {path}: {exc}")
+            continue
+        if where != "base_genome":
+            problems += runtime_problems(config, where, path, genome)
     if problems:
         raise SearchConfigError(problems)
     return config
+
+
+def runtime_problems(config: SearchConfig, where: str, path: Path, genome: Genome) -> list[str]:
+    """A seed or baseline that no allowed runtime runs at the deployment scale is an error
+    naming the field: it would otherwise be dropped (or refitted into another genome) silently."""
+    from star.export import UnsupportedGenome, check_exportable
+
+    try:
+        arch = check_exportable(config.deploy_spec(genome)).name
+    except UnsupportedGenome as exc:
+        return [f"{where}: {path} cannot be exported to stock llama.cpp: {exc}"]
+    except ValueError as exc:  # the deployment scale cannot be applied to it
+        return [f"{where}: {path}: at deploy_scale: {exc}"]
+    if config.allowed_archs is not None and arch not in config.allowed_archs:
+        return [f"{where}: {path} exports to llama.cpp arch {arch!r}, which allowed_archs "
+                f"{config.allowed_archs} excludes (add {arch!r} or remove the genome)"]
+    return []
 
 
 def load_search_config(path: Path, *, name: str | None = None) -> SearchConfig:

@@ -42,13 +42,14 @@ from typing import Any
 import numpy as np
 
 from star.db import Database, repo
+from star.db.models import CandidateRole, JobStage
 from star.db.session import db_now
 from star.db.snapshots import GenerationSnapshot, RunSnapshot
 from star.db.store import ArtifactStore
 from star.genome import VECTOR_LENGTH, Genome
 from star.search import store
 from star.search.config import SearchConfig, check_devices
-from star.search.evaluate import Evaluation, device_measurements, evaluate
+from star.search.evaluate import Evaluation
 from star.search.operators import build_nsga2, genome_key
 from star.search.runtime_fit import make_constraint
 from star.search.steps import Steps, Stopped
@@ -127,6 +128,7 @@ class SearchEngine:
                **kwargs: Any) -> SearchEngine:
         """Check the config against the database (devices) and create the run."""
         base, seeds = config.base_genes(), config.seed_genes()
+        baselines = config.baseline_genes()
         with db.session_scope() as s:
             check_devices(config, s)
             run = repo.create_run(
@@ -139,6 +141,15 @@ class SearchEngine:
                     "stop_requested": False,
                 },
             )
+            for label, genes in baselines:
+                genome = Genome(genes)
+                spec = config.deploy_spec(genome)
+                repo.add_candidate(
+                    s, run_id=run.id, genome=store.genome_doc(genes), role=CandidateRole.BASELINE,
+                    label=label, arch_spec={"deploy": _spec_json(spec),
+                                            "proxy": _spec_json(config.proxy_spec(genome))},
+                    analytic_costs=_costs(spec, config),
+                )
         return cls(db, artifacts, run, config, base=base, seeds=seeds, **kwargs)
 
     @classmethod
@@ -211,6 +222,7 @@ class SearchEngine:
         beat.start()
         try:
             self.replay()
+            self.baselines()
             done_here = 0
             while self.next_index < self.config.generations:
                 if max_generations is not None and done_here >= max_generations:
@@ -219,6 +231,8 @@ class SearchEngine:
                 self.generation(self.next_index)
                 self.next_index += 1
                 done_here += 1
+            if self.config.uses_devices():
+                self.steps.wait(self.baseline_ids())  # a finished run has its baselines measured
             return self._finish(RunStatus.DONE, None)
         except Stopped as exc:
             if self._lost:  # another engine drives the run now: leave its status alone
@@ -344,18 +358,25 @@ class SearchEngine:
         self._phase(gen, "prescreened")
         if self.config.uses_devices():
             self._check_stop()
-            self.exported += steps.export(gen, unique)
+            self.exported += steps.export(unique)
             self._phase(gen, "exported")
             self._check_stop()
-            self.enqueued += steps.enqueue(gen, unique)
+            self.enqueued += steps.enqueue(unique, JobStage.SCREEN)
             self._phase(gen, "enqueued")
         if self.config.uses_quality():
             self._check_stop()
             self.trained += steps.train(self._proxy_pool, unique)
             self._phase(gen, "trained")
         if self.config.uses_devices():
-            steps.wait(gen, unique)
+            steps.wait(unique, JobStage.SCREEN)
             self._phase(gen, "measured")
+            if self.config.staging is not None:
+                self._check_stop()
+                chosen = self._choose_confirm(gen, unique)
+                self.enqueued += steps.enqueue(chosen, JobStage.CONFIRM)
+                self._phase(gen, "confirm_enqueued")
+                steps.wait(chosen, JobStage.CONFIRM)
+                self._phase(gen, "confirmed")
         self._check_stop()
         evaluations = self.evaluate(gen, ids)
         F = [e.F for e in evaluations]
@@ -383,32 +404,72 @@ class SearchEngine:
             else:
                 gen = repo.create_generation(
                     s, run_id=self.run_id, index=index,
-                    state={"genome_ids": ids, "phase": "asked", "told": False, "candidates": {}},
+                    state={"genome_ids": ids, "phase": "asked", "told": False},
                 )
-            entries = dict(gen.state.get("candidates", {}))
-            earlier = store.run_entries(s, run_id=self.run_id)
             known = store.candidates_by_hash(s, run_id=self.run_id, hashes=ids)
             for row, gid in zip(X, ids, strict=True):
-                if gid in entries:
+                if gid in known:
                     continue
-                cand = known.get(gid)
-                if cand is None:
-                    genome = Genome(tuple(int(x) for x in row))
-                    spec = self.config.deploy_spec(genome)
-                    cand = repo.add_candidate(
-                        s, run_id=self.run_id, generation_id=gen.id,
-                        genome=store.genome_doc(genome.genes),
-                        arch_spec={"deploy": _spec_json(spec),
-                                   "proxy": _spec_json(self.config.proxy_spec(genome))},
-                        analytic_costs=_costs(spec, self.config),
-                    )
-                    if cand.genome_hash != gid:
-                        raise SearchError(f"genome hash {cand.genome_hash} != genome id {gid}")
-                entries[gid] = store.update_entry(
-                    s, generation_id=gen.id, genome_id=gid,
-                    **{**earlier.get(gid, {}), "candidate_id": cand.id},
+                genome = Genome(tuple(int(x) for x in row))
+                spec = self.config.deploy_spec(genome)
+                cand = repo.add_candidate(
+                    s, run_id=self.run_id, generation_id=gen.id,
+                    genome=store.genome_doc(genome.genes),
+                    arch_spec={"deploy": _spec_json(spec),
+                               "proxy": _spec_json(self.config.proxy_spec(genome))},
+                    analytic_costs=_costs(spec, self.config),
                 )
-            return store.get_generation(s, run_id=self.run_id, index=index) or gen
+                if cand.genome_hash != gid:
+                    raise SearchError(f"genome hash {cand.genome_hash} != genome id {gid}")
+                known[gid] = cand
+            return gen
+
+    def baseline_ids(self) -> list[str]:
+        with self.db.session_scope(readonly=True) as s:
+            return list(store.baselines_of(s, run_id=self.run_id))
+
+    def baselines(self) -> None:
+        """Pre-screen, export, enqueue at every context and train the run's baselines (what
+        is already stored is skipped); their measurements are waited for at the end."""
+        ids = self.baseline_ids()
+        if not ids:
+            return
+        steps = self.steps
+        steps.prescreen(ids)
+        if self.config.uses_devices():
+            self._check_stop()
+            steps.export(ids)
+            self._check_stop()
+            steps.enqueue(ids, JobStage.SCREEN)
+            steps.enqueue(ids, JobStage.CONFIRM)
+        if self.config.uses_quality():
+            self._check_stop()
+            steps.train(self._proxy_pool, ids)
+
+    def _choose_confirm(self, gen: GenerationSnapshot, ids: list[str]) -> list[str]:
+        """This generation's candidates to measure at the confirm contexts (stored in the
+        generation's state before any job is made, so a resumed engine confirms the same)."""
+        from star.search.rundata import evaluate_run, load_run
+        from star.search.stages import choose_confirm
+
+        with self.db.session_scope(readonly=True) as s:
+            fresh = store.get_generation(s, run_id=self.run_id, index=gen.index) or gen
+            if "confirm" in fresh.state:
+                return list(fresh.state["confirm"])
+            data = load_run(s, self.run_id)
+        staging = self.config.staging
+        assert staging is not None
+        evaluations = evaluate_run(data)
+        points = {gid: e.F for gid, e in evaluations.items()
+                  if not data.candidates[gid].is_baseline and not e.reason}
+        confirmed = [gid for gid, c in data.candidates.items() if data.confirmation_asked(c)]
+        chosen = choose_confirm(ids, points, confirmed=confirmed, rank=staging.confirm_rank,
+                                cap=staging.confirm_max)
+        with self.db.session_scope() as s:
+            store.update_generation(s, generation_id=gen.id, confirm=chosen)
+        log.info("run %s generation %d: confirming %d of %d at %s tokens", self.run_name,
+                 gen.index, len(chosen), len(ids), self.config.confirm_contexts())
+        return chosen
 
     def _proxy_pool(self) -> Any:
         if self._pool is None:
@@ -422,24 +483,13 @@ class SearchEngine:
 
     def evaluate(self, gen: GenerationSnapshot, ids: list[str]) -> list[Evaluation]:
         """F/G rows of ``ids`` (asked order) from the stored rows."""
+        from star.search.rundata import evaluate_run, load_run
+
         with self.db.session_scope(readonly=True) as s:
-            cands = store.candidates_by_hash(s, run_id=self.run_id, hashes=ids)
-            fresh = store.get_generation(s, run_id=self.run_id, index=gen.index) or gen
-            entries = fresh.state.get("candidates", {})
-            cids = [c.id for c in cands.values()]
-            jobs = store.jobs_of_candidates(s, cids)
-            meas = store.measurements_of_candidates(s, cids)
-        out = []
-        for gid in ids:
-            c = cands.get(gid)
-            out.append(evaluate(
-                gid, c, objectives=self.objectives, budgets=self.budgets,
-                entry=entries.get(gid),
-                measurements=device_measurements(meas.get(c.id, [])) if c else [],
-                jobs=jobs.get(c.id, []) if c else [],
-                deadline_cancelled=fresh.state.get("deadline_cancelled", ()),
-            ))
-        return out
+            data = load_run(s, self.run_id)
+        unique = list(dict.fromkeys(ids))
+        got = evaluate_run(data, objectives=self.objectives, budgets=self.budgets, only=unique)
+        return [got[gid] for gid in ids]
 
 
 def _spec_json(spec: Any) -> dict[str, Any]:

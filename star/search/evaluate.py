@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from star.db.snapshots import CandidateSnapshot, JobSnapshot
-from star.search.objectives import MEASURED, DeviceMeasurement, MetricKey, value
+from star.search.objectives import (
+    MEASURED,
+    DeviceMeasurement,
+    MetricKey,
+    MetricValue,
+    measured_value,
+    value,
+)
 from star.search.store import MeasuredRow
 
 MISSING = 1e30
@@ -37,6 +44,10 @@ class Evaluation:
     feasible: bool
     reason: str = ""  # why infeasible ("" when feasible)
     notes: list[str] = field(default_factory=list)
+    # metrics whose value is a staged estimate (not confirmed at that context; star.search.stages)
+    estimated: tuple[str, ...] = ()
+    # measured metrics with where they came from (setting, spread, tries)
+    details: dict[str, MetricValue] = field(default_factory=dict)
 
 
 def device_measurements(rows: Sequence[MeasuredRow], *,
@@ -46,6 +57,7 @@ def device_measurements(rows: Sequence[MeasuredRow], *,
         if device_id is not None and row.device.id != device_id:
             continue
         m = row.measurement
+        fa = (m.runtime or {}).get("flash_attn")
         out.append(
             DeviceMeasurement(
                 device_kind=row.device.kind,
@@ -56,13 +68,21 @@ def device_measurements(rows: Sequence[MeasuredRow], *,
                 peak_rss_bytes=m.peak_rss_bytes,
                 oom=m.oom,
                 error=m.error,
+                device_id=row.device.id,
+                flash_attn=None if fa is None else bool(fa),
+                ttft_stddev_ms=m.ttft_stddev_ms,
+                decode_stddev_ms=m.decode_stddev_ms,
+                noisy=m.flagged_noisy,
+                hot=m.flagged_hot,
+                tries=m.tries,
+                measurement_id=m.id,
             )
         )
     return out
 
 
 def _job_note(key: MetricKey, jobs: Sequence[JobSnapshot],
-              deadline_cancelled: Collection[int]) -> str:
+              deadline_cancelled: Collection[int] = ()) -> str:
     """Why a measured metric has no value, from its job's state (without the metric's name)."""
     mine = [
         j for j in jobs
@@ -76,7 +96,9 @@ def _job_note(key: MetricKey, jobs: Sequence[JobSnapshot],
     if state == "done":
         return f"job {j.id} is done but has no measurement at {key.context} tokens"
     if state == "cancelled":
-        why = "at the generation deadline" if j.id in deadline_cancelled else "by an operator"
+        if j.id in deadline_cancelled:  # runs stored before the reason was kept on the job
+            return f"job {j.id} was cancelled at the generation deadline"
+        why = (j.last_error or "").removeprefix("cancelled ") or "by an operator"
         return f"job {j.id} was cancelled {why}"
     detail = f": {j.last_error}" if j.last_error else ""
     if state in ("queued", "leased"):
@@ -94,8 +116,11 @@ def evaluate(
     measurements: Sequence[DeviceMeasurement] = (),
     jobs: Sequence[JobSnapshot] = (),
     deadline_cancelled: Collection[int] = (),
+    estimates: Mapping[str, MetricValue] | None = None,
 ) -> Evaluation:
-    """Values, F and G of one candidate (see the module doc)."""
+    """Values, F and G of one candidate (see the module doc). ``estimates``: staged estimates
+    of long-context metrics this candidate was not confirmed at; used where no measurement
+    is."""
     entry = entry or {}
     notes: list[str] = []
     if candidate is None:
@@ -110,12 +135,22 @@ def evaluate(
     stage_failed = bool(notes)  # then per-metric gaps are consequences, not reasons
 
     values: dict[str, float | None] = {}
+    details: dict[str, MetricValue] = {}
+    estimated: list[str] = []
     keys = list(objectives) + [k for k, _ in budgets]
     by_job: dict[str, list[str]] = {}  # one note per job, naming the metrics it left missing
     for key in keys:
         if key.name in values:
             continue
-        v, why = value(key, analytic=analytic, proxy=proxy, measurements=measurements)
+        if key.metric in MEASURED:
+            got = measured_value(key, measurements)
+            if got.value is None and estimates and key.name in estimates:
+                got = estimates[key.name]
+                estimated.append(key.name)
+            details[key.name] = got
+            v, why = got.value, got.reason
+        else:
+            v, why = value(key, analytic=analytic, proxy=proxy, measurements=measurements)
         values[key.name] = v
         if (v is not None and not math.isinf(v)) or stage_failed:
             continue
@@ -155,6 +190,8 @@ def evaluate(
         feasible=feasible,
         reason="; ".join(dict.fromkeys(notes)) if not feasible else "",
         notes=notes,
+        estimated=tuple(estimated),
+        details=details,
     )
 
 

@@ -40,6 +40,9 @@ class FrontierPoint:
     feasible: bool
     reason: str
     on_front: bool
+    role: str = "candidate"  # or "baseline" (never on the front)
+    label: str | None = None
+    estimated: tuple[str, ...] = ()  # metrics that are staged estimates, not measurements
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,9 @@ class FrontierReport:
         def point(p: FrontierPoint) -> dict[str, Any]:
             return {
                 "candidate_id": p.candidate_id, "genome_id": p.genome_id,
-                "generation": p.generation, "arch": p.arch,
+                "generation": p.generation, "arch": p.arch, "role": p.role, "label": p.label,
                 "values": {k: clean(v) for k, v in p.values.items()},
+                "estimated": list(p.estimated),
                 "feasible": p.feasible, "reason": p.reason or None,
             }
 
@@ -74,6 +78,7 @@ class FrontierReport:
             "candidates": len(self.points),
             "feasible": sum(p.feasible for p in self.points),
             "frontier": [point(p) for p in self.front],
+            "baselines": [point(p) for p in self.points if p.role == "baseline"],
             "infeasible": [
                 {"candidate_id": p.candidate_id, "genome_id": p.genome_id, "reason": p.reason}
                 for p in self.points if not p.feasible
@@ -93,19 +98,20 @@ def run_frontier(db: Any, ref: str | int, *, device: str | None = None) -> Front
     """The non-dominated feasible candidates of a run, computed from its stored rows.
 
     ``device``: a registered device's name (its measurements only), or a device class
-    (``kind[:tag...]``) that replaces the class of every measured objective and budget."""
+    (``kind[:tag...]``) that replaces the class of every measured objective and budget.
+    Baselines are listed (``role``) but never on the front; a candidate whose long-context
+    figure is a staged estimate (not confirmed) is feasible for the search but not on the
+    front, which stands on measurements only."""
     from star.db import repo
     from star.db.errors import NotFoundError
-    from star.search import store
-    from star.search.config import SearchConfig
-    from star.search.evaluate import device_measurements, evaluate
+    from star.search.rundata import NotASearchRun, evaluate_run, load_run
 
     with db.session_scope(readonly=True) as s:
-        run = store.resolve_run(s, ref)
-        doc = run.config or {}
-        if "search" not in doc:
-            raise FrontierError(f"run: {run.name!r} was not created by `star search run`")
-        config = SearchConfig.model_validate(doc["search"], context={"stored": True})
+        try:
+            data = load_run(s, ref)
+        except NotASearchRun as exc:
+            raise FrontierError(f"run: {exc}") from None
+        config = data.config
         objectives = config.objective_keys()
         budgets = [(b.key, b.max) for b in config.budgets]
         device_id = None
@@ -126,33 +132,21 @@ def run_frontier(db: Any, ref: str | int, *, device: str | None = None) -> Front
                                         "device class (x86 or android[:tag...])") from None
                 objectives = [_retarget(k, device) for k in objectives]
                 budgets = [(_retarget(k, device), m) for k, m in budgets]
-        cands = store.candidates_by_hash(s, run_id=run.id)
-        gens = {g.id: g.index for g in repo.list_generations(s, run.id)}
-        entries = store.run_entries(s, run_id=run.id)
-        deadline = {j for g in repo.list_generations(s, run.id)
-                    for j in g.state.get("deadline_cancelled", ())}
-        cids = [c.id for c in cands.values()]
-        jobs = store.jobs_of_candidates(s, cids)
-        meas = store.measurements_of_candidates(s, cids)
+    evaluations = evaluate_run(data, objectives=objectives, budgets=budgets, device_id=device_id)
+    eligible = [gid for gid, e in evaluations.items()
+                if e.feasible and not e.estimated and not data.candidates[gid].is_baseline]
+    front = {eligible[i] for i in pareto_front([evaluations[g].F for g in eligible])}
     points: list[FrontierPoint] = []
-    evaluations = []
-    for gid, c in cands.items():
-        e = evaluate(gid, c, objectives=objectives, budgets=budgets, entry=entries.get(gid),
-                     measurements=device_measurements(meas[c.id], device_id=device_id),
-                     jobs=jobs[c.id], deadline_cancelled=deadline)
-        evaluations.append((c, e))
-    feasible = [(c, e) for c, e in evaluations if e.feasible]
-    front = {feasible[i][0].id for i in pareto_front([e.F for _, e in feasible])}
-    for c, e in evaluations:
+    for gid, e in evaluations.items():
+        c = data.candidates[gid]
         pre = (c.analytic_costs or {}).get("prescreen") or {}
         points.append(FrontierPoint(
-            candidate_id=c.id, genome_id=c.genome_hash,
-            generation=gens.get(c.generation_id) if c.generation_id is not None else None,
+            candidate_id=c.id, genome_id=gid, generation=data.generation_of(c),
             arch=pre.get("arch"), values=e.values, feasible=e.feasible, reason=e.reason,
-            on_front=c.id in front,
+            on_front=gid in front, role=c.role, label=c.label, estimated=e.estimated,
         ))
     return FrontierReport(
-        run=run.name, run_id=run.id, status=doc.get("status"),
+        run=data.run.name, run_id=data.run.id, status=(data.run.config or {}).get("status"),
         objectives=[k.name for k in objectives],
         budgets=[{"metric": k.name, "max": m} for k, m in budgets],
         device=device, points=points,

@@ -27,9 +27,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from star.db.errors import NotFoundError
-from star.db.models import Candidate, Device, Generation, Job, Measurement, Run
+from star.db.models import Artifact, Candidate, Device, Generation, Job, JobStage, Measurement, Run
 from star.db.session import db_now
 from star.db.snapshots import (
+    ArtifactSnapshot,
     CandidateSnapshot,
     DeviceSnapshot,
     GenerationSnapshot,
@@ -187,36 +188,6 @@ def update_generation(session: Session, *, generation_id: int, **fields: Any) ->
     return GenerationSnapshot.of(row)
 
 
-def update_entry(session: Session, *, generation_id: int, genome_id: str,
-                 **fields: Any) -> dict[str, Any]:
-    """Merge ``fields`` into ``state["candidates"][genome_id]``; returns the new entry."""
-    row = _locked_generation(session, generation_id)
-    state = copy.deepcopy(dict(row.state or {}))
-    entry = dict(state.setdefault("candidates", {}).get(genome_id, {}))
-    entry.update(fields)
-    state["candidates"][genome_id] = entry
-    row.state = state
-    session.flush()
-    return entry
-
-
-def entry_of(session: Session, *, generation_id: int, genome_id: str) -> dict[str, Any]:
-    """The entry as stored now (read inside the caller's locking transaction)."""
-    row = _locked_generation(session, generation_id)
-    return dict((row.state or {}).get("candidates", {}).get(genome_id, {}))
-
-
-def run_entries(session: Session, *, run_id: int) -> dict[str, dict[str, Any]]:
-    """Every generation's candidate entries, later generations winning (a genome re-asked in a
-    later generation carries its earlier artifact and jobs along)."""
-    merged: dict[str, dict[str, Any]] = {}
-    query = select(Generation).where(Generation.run_id == run_id).order_by(Generation.index)
-    for row in session.scalars(query):
-        for gid, entry in (row.state or {}).get("candidates", {}).items():
-            merged[gid] = {**merged.get(gid, {}), **entry}
-    return merged
-
-
 # ---- what an evaluation reads --------------------------------------------------------------
 
 
@@ -246,6 +217,49 @@ def jobs_of_candidates(session: Session,
         for r in session.scalars(query):
             out[r.candidate_id].append(JobSnapshot.of(r))  # type: ignore[index]
     return out
+
+
+# ---- profile jobs, found from their rows ---------------------------------------------------
+
+
+def job_key(candidate_id: int, device_class: str, stage: JobStage | str,
+            flash_attn: bool) -> str:
+    """The search's identity of a profile job (``jobs.dedupe_key``, unique): one job per
+    candidate x device class x stage x flash-attention setting, whoever enqueues it."""
+    return f"c{candidate_id}/{device_class}/{JobStage(stage).value}/fa{int(flash_attn)}"
+
+
+def job_matches(job: JobSnapshot, device_class: str, stage: JobStage | str,
+                flash_attn: bool) -> bool:
+    """Is ``job`` the search's job for this class, stage and setting? Jobs made before stages
+    and settings existed (no stage: screening, no setting: off) count as theirs."""
+    kind, *tags = device_class.split(":")
+    return (job.device_kind == kind and set(job.device_tags) == set(tags)
+            and (job.stage or JobStage.SCREEN.value) == JobStage(stage).value
+            and bool(job.flash_attn) == flash_attn)
+
+
+def job_exists(session: Session, key: str) -> bool:
+    return session.scalars(select(Job.id).where(Job.dedupe_key == key)).first() is not None
+
+
+def artifacts_of_candidates(session: Session, candidate_ids: Iterable[int], *, quant: str,
+                            fmt: str = "gguf") -> dict[int, ArtifactSnapshot]:
+    """Each candidate's deployment file of this format and quantization (the latest)."""
+    wanted = sorted(set(candidate_ids))
+    if not wanted:
+        return {}
+    query = (select(Artifact).where(Artifact.candidate_id.in_(wanted), Artifact.quant == quant,
+                                    Artifact.format == fmt).order_by(Artifact.id))
+    return {r.candidate_id: ArtifactSnapshot.of(r)  # type: ignore[misc]
+            for r in session.scalars(query)}
+
+
+def baselines_of(session: Session, *, run_id: int) -> dict[str, CandidateSnapshot]:
+    """The run's baseline candidates by genome id."""
+    query = (select(Candidate).where(Candidate.run_id == run_id,
+                                     Candidate.role == "baseline").order_by(Candidate.id))
+    return {r.genome_hash: CandidateSnapshot.of(r) for r in session.scalars(query)}
 
 
 @dataclass(frozen=True)
@@ -319,23 +333,25 @@ def run_summary(session: Session, run: RunSnapshot) -> Mapping[str, Any]:
 
 def generation_progress(session: Session, *, run_id: int, index: int) -> dict[str, int]:
     """Counts of generation ``index`` for a progress display: distinct candidates, those that
-    passed the pre-screen, exported, proxy-trained, and profile jobs finished of all."""
+    passed the pre-screen, exported, proxy-trained, and profile jobs finished of all (every
+    stage), all from the rows."""
     gen = get_generation(session, run_id=run_id, index=index)
     if gen is None:
         return {"candidates": 0, "screened": 0, "exported": 0, "trained": 0, "jobs": 0,
                 "jobs_done": 0}
     ids = list(dict.fromkeys(gen.state.get("genome_ids") or []))
-    entries = gen.state.get("candidates", {})
     cands = candidates_by_hash(session, run_id=run_id, hashes=ids)
-    ok = [g for g in ids if g in cands
+    ok = [cands[g] for g in ids if g in cands
           and ((cands[g].analytic_costs or {}).get("prescreen") or {}).get("ok")]
-    job_ids = [j for g in ids for j in (entries.get(g, {}).get("jobs") or {}).values()]
-    jobs = jobs_by_id(session, job_ids)
+    cids = [c.id for c in ok]
+    exported = set(session.scalars(
+        select(Artifact.candidate_id).where(Artifact.candidate_id.in_(cids)))) if cids else set()
+    jobs = [j for js in jobs_of_candidates(session, cids).values() for j in js]
     return {
         "candidates": len(ids),
         "screened": len(ok),
-        "exported": sum(1 for g in ok if entries.get(g, {}).get("artifact_id")),
-        "trained": sum(1 for g in ok if cands[g].proxy_metrics is not None),
-        "jobs": len(job_ids),
-        "jobs_done": sum(1 for j in jobs.values() if j.state.is_finished()),
+        "exported": sum(1 for c in ok if c.id in exported),
+        "trained": sum(1 for c in ok if c.proxy_metrics is not None),
+        "jobs": len(jobs),
+        "jobs_done": sum(1 for j in jobs if j.state.is_finished()),
     }

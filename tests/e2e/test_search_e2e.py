@@ -28,6 +28,7 @@ import pytest
 
 from star.db import Database, JobState, repo
 from star.runtime import RuntimeInfo
+from star.search import store
 from star.search.frontier import run_frontier
 from tests.conftest import ROOT
 from tests.factories import (
@@ -61,7 +62,7 @@ def search_doc(name: str) -> dict[str, Any]:
         "quant": "q8_0", "contexts": CONTEXTS, "repetitions": 1, "n_gen": 4,
         "objectives": ["quality", "params"], "budgets": BUDGETS, "allowed_archs": ["lfm2"],
         "operators": {"layers": [2, 6]}, "proxy": PROXY, "poll_interval_s": 0.2,
-        "generation_deadline_s": 600,
+        "generation_deadline_s": 600, "flash_attn": [False],
     }
 
 
@@ -185,9 +186,10 @@ def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
                 gens = repo.list_generations(s, killed)
                 if len(gens) < 2:
                     return False
-                entries = gens[1].state.get("candidates", {})
-                job_ids = [j for e in entries.values() for j in (e.get("jobs") or {}).values()]
-                jobs = [repo.get_job(s, j) for j in job_ids]
+                ids = gens[1].state.get("genome_ids") or []
+                cands = store.candidates_by_hash(s, run_id=killed, hashes=ids)
+                jobs = [j for js in store.jobs_of_candidates(
+                    s, [c.id for c in cands.values()]).values() for j in js]
             return any(j.state in (JobState.LEASED, JobState.DONE) for j in jobs)
 
         wait_for("generation 1 to be measured", measuring_generation_1, 600, agents.logs)

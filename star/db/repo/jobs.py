@@ -306,7 +306,9 @@ def release_device_jobs(session: Session, *, device_id: int, reason: str) -> lis
     return released
 
 
-def cancel_job(session: Session, *, job_id: int) -> JobSnapshot:
+def cancel_job(session: Session, *, job_id: int, reason: str | None = None) -> JobSnapshot:
+    """Cancel a queued or leased job; ``reason`` is kept as its last error (the search cancels
+    at a generation deadline, an operator by hand)."""
     row = session.get(Job, job_id)
     if row is None:
         raise NotFoundError(f"no job with id {job_id}")
@@ -314,6 +316,8 @@ def cancel_job(session: Session, *, job_id: int) -> JobSnapshot:
         raise ConflictError(f"job {job_id} is already {row.state.value}")
     now = db_now(session)
     row.state = JobState.CANCELLED
+    if reason is not None:
+        row.last_error = reason
     row.finished_at = now
     row.updated_at = now
     row.lease_expires_at = None

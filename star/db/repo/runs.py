@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from star.db.errors import AlreadyExistsError, NotFoundError
-from star.db.models import Candidate, Generation, Run
+from star.db.models import Candidate, CandidateRole, Generation, Run
 from star.db.session import db_now
 from star.db.snapshots import CandidateSnapshot, GenerationSnapshot, RunSnapshot
 
@@ -85,6 +85,8 @@ def add_candidate(
     arch_spec: dict[str, Any] | None = None,
     analytic_costs: dict[str, Any] | None = None,
     proxy_metrics: dict[str, Any] | None = None,
+    role: CandidateRole = CandidateRole.CANDIDATE,
+    label: str | None = None,
 ) -> CandidateSnapshot:
     """Add a candidate; a genome already in the run returns the existing candidate."""
     digest = genome_hash(genome)
@@ -97,6 +99,8 @@ def add_candidate(
         analytic_costs=analytic_costs,
         proxy_metrics=proxy_metrics,
         created_at=db_now(session),
+        role=CandidateRole(role).value,
+        label=label,
     )
     try:
         with session.begin_nested():
@@ -118,6 +122,7 @@ def update_candidate(
     arch_spec: dict[str, Any] | None = None,
     analytic_costs: dict[str, Any] | None = None,
     proxy_metrics: dict[str, Any] | None = None,
+    export_error: str | None = None,
 ) -> CandidateSnapshot:
     """Set the given (non-None) figures of a candidate."""
     row = session.get(Candidate, candidate_id)
@@ -129,6 +134,8 @@ def update_candidate(
         row.analytic_costs = analytic_costs
     if proxy_metrics is not None:
         row.proxy_metrics = proxy_metrics
+    if export_error is not None:
+        row.export_error = export_error[:4000]
     session.flush()
     return CandidateSnapshot.of(row)
 
