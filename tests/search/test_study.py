@@ -214,8 +214,8 @@ def test_staging_confirms_only_the_chosen_and_the_baselines(db: Database,
 def test_staged_estimates_are_calibrated_on_confirmed_candidates(
         db: Database, artifacts: ArtifactStore) -> None:
     run_study(db, artifacts, staging={"confirm": [128], "confirm_max": 3}, population=6)
-    from star.search.rundata import calibrate, load_run
     from star.search.objectives import parse_metric
+    from star.search.rundata import calibrate, load_run
 
     with db.session_scope(readonly=True) as s:
         data = load_run(s, "study")
