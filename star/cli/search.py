@@ -104,6 +104,9 @@ def search_run(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     progress: ProgressOpt = True,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="check the config, print what it would measure and the estimated "
+        "device time; write nothing")] = False,
 ) -> None:
     """Start a run from the `search:` section of lab_config.yaml (checked before it starts)."""
     from star.config import config_file
@@ -122,6 +125,9 @@ def search_run(
         for problem in exc.problems:
             typer.echo(f"error: search.{problem}", err=True)
         raise typer.Exit(2) from None
+    if dry_run:
+        _dry_run(search, settings)
+        return
     db = _open_db(settings)
     _logging(verbose)
     try:
@@ -134,6 +140,81 @@ def search_run(
         fail(f"--name: a run named {search.name!r} exists; `star search resume {search.name}` "
              "continues it")
     _drive(engine, max_generations, progress=progress)
+
+
+def _readonly_db(settings: Any) -> Any | None:
+    """The lab database if it exists and is current, without creating anything."""
+    from sqlalchemy.engine import make_url
+
+    from star.db import Database, SchemaOutOfDateError, require_current_schema
+
+    url = make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if not Path(url.database).exists():
+            return None
+    db = Database(settings.db_url)
+    try:
+        require_current_schema(db.engine)
+    except (SchemaOutOfDateError, Exception):  # noqa: BLE001 - unreachable or old: not read
+        db.dispose()
+        return None
+    return db
+
+
+def _dry_run(search: Any, settings: Any) -> None:
+    """What ``search`` would measure and roughly how long devices would take; writes nothing."""
+    from star.search.config import SearchConfigError, check_devices
+    from star.search.objectives import describe, short_context
+    from star.search.plan import plan
+
+    db = _readonly_db(settings)
+    if db is None:
+        typer.echo(f"devices: not checked ({settings.db_url} does not exist or is not current)")
+        result = plan(search)
+    else:
+        try:
+            with db.session_scope(readonly=True) as s:
+                try:
+                    check_devices(search, s)
+                except SearchConfigError as exc:
+                    for problem in exc.problems:
+                        typer.echo(f"error: search.{problem}", err=True)
+                    raise typer.Exit(2) from None
+                result = plan(search, session=s)
+        finally:
+            db.dispose()
+    cfg = search
+    typer.echo(f"run {cfg.name!r}: {cfg.generations} generations x {cfg.population} candidates, "
+               f"seed {cfg.seed}; config OK (nothing written)")
+    typer.echo("objectives: " + ", ".join(describe(k) for k in cfg.objective_keys()))
+    for b in cfg.budgets:
+        typer.echo(f"budget: {describe(b.key)} <= {b.max:g}")
+    if cfg.baselines:
+        typer.echo("baselines: " + ", ".join(f"{b.name} ({b.genome})" for b in cfg.baselines))
+    typer.echo(f"flash attention: {', '.join('on' if f else 'off' for f in cfg.flash_attn)}"
+               f"; quant {cfg.quant.value}; {cfg.repetitions} repetitions, n_gen {cfg.n_gen}")
+
+    def ctx(cs: Any) -> str:
+        return ",".join(short_context(c) for c in cs)
+
+    typer.echo(f"{'stage':<10} {'device class':<18} {'contexts':<12} {'models':>6} "
+               f"{'jobs':>6} {'device time':>12}")
+    for r in result.rows:
+        typer.echo(f"{r.stage:<10} {r.device_class:<18} {ctx(r.contexts):<12} "
+                   f"{r.candidates:>6} {r.jobs:>6} {_duration(r.seconds):>12}")
+    typer.echo(f"total estimated device time: {_duration(result.seconds)}"
+               + (f" (every candidate at every context: {_duration(result.unstaged_seconds)})"
+                  if cfg.staging is not None else ""))
+    for device_class, source in result.speed.items():
+        typer.echo(f"speed of {device_class}: {source}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @search_app.command("resume")

@@ -76,8 +76,11 @@ def assert_nothing_twice(db: Database, run_id: int) -> None:
         arts = [a for a in repo.list_artifacts(s, limit=1000)
                 if a.candidate_id in {c.id for c in cands}]
     assert len({c.genome_hash for c in cands}) == len(cands)
-    assert len(jobs) == len({j.candidate_id for j in jobs}) > 0  # one x86 job per candidate
-    assert len(arts) == len({a.candidate_id for a in arts}) == len(jobs)
+    # one x86 job per candidate and flash-attention setting, one artifact per candidate
+    keys = {(j.candidate_id, j.stage, j.flash_attn) for j in jobs}
+    assert len(jobs) == len(keys) > 0
+    assert {j.flash_attn for j in jobs} == {False, True}
+    assert len(arts) == len({a.candidate_id for a in arts}) == len({j.candidate_id for j in jobs})
 
 
 def test_shutdown_stops_at_a_phase_and_the_next_coordinator_adopts(tmp_path: Path) -> None:

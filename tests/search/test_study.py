@@ -239,3 +239,68 @@ def test_seed_or_baseline_that_allowed_archs_exclude_is_an_error_naming_the_fiel
         search_config(baselines=["genomes/nope.yaml"])
     with pytest.raises(SearchConfigError, match=r"staging.confirm\[0\]: context 4096"):
         search_config(staging={"confirm": [4096]})
+
+
+def test_from_candidate_writes_the_genome_with_its_provenance(
+        tmp_path: Any, db: Database, artifacts: ArtifactStore) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from star.cli.main import app
+    from star.genome import load_genome
+
+    run_study(db, artifacts, generations=1)
+    cfg = tmp_path / "lab.yaml"
+    cfg.write_text(yaml.safe_dump({"database_url": str(db.engine.url),
+                                   "data_dir": str(tmp_path / "data")}))
+    best = run_frontier(db, "study").front[0]
+    out = tmp_path / "winner.yaml"
+    r = CliRunner().invoke(app, ["genome", "from-candidate", "study", str(best.candidate_id),
+                                 "-o", str(out), "-c", str(cfg)])
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    assert load_genome(out).genome_id == best.genome_id  # the very genome, loadable as is
+    assert f"candidate id {best.candidate_id}" in text and f"as {best.arch!r}" in text
+    assert "TTFT ms @128 ↓ (x86):" in text and "flash attention on" in text
+    r = CliRunner().invoke(app, ["genome", "from-candidate", "study", "llama-3.2-1b",
+                                 "-c", str(cfg)])
+    assert r.exit_code == 0 and "baseline, candidate id" in r.output
+    r = CliRunner().invoke(app, ["genome", "from-candidate", "study", "deadbeef00",
+                                 "-c", str(cfg)])
+    assert r.exit_code == 2 and "CANDIDATE: run 'study' has no candidate 'deadbeef00'" in r.output
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Any) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from star.cli.main import app
+    from tests.conftest import ROOT
+    from tests.search.conftest import DEPLOY
+
+    db_file = tmp_path / "never.db"
+    search = {
+        "name": "plan", "population": 4, "generations": 3,
+        "base_genome": str(ROOT / "genomes/lfm2-350m.yaml"),
+        "seed_genomes": [str(ROOT / "genomes/lfm2-350m.yaml")],
+        "baselines": [str(ROOT / LLAMA)], "deploy_scale": DEPLOY, "quant": "q8_0",
+        "contexts": [64, 1024], "staging": {"confirm": [1024], "confirm_max": 1},
+        "objectives": ["params", "decode_ms@1024/x86"],
+    }
+    cfg = tmp_path / "lab.yaml"
+    cfg.write_text(yaml.safe_dump({"database_url": f"sqlite:///{db_file}",
+                                   "data_dir": str(tmp_path / "data"), "search": search}))
+    r = CliRunner().invoke(app, ["search", "run", "--dry-run", "-c", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert "config OK (nothing written)" in r.output
+    assert "decode ms/token @1K ↓ (x86)" in r.output
+    lines = {line.split()[0]: line.split() for line in r.output.splitlines() if line.strip()}
+    assert lines["screen"][1:4] == ["x86", "64", "12"] and lines["screen"][4] == "24"
+    assert lines["confirm"][1:5] == ["x86", "1K", "3", "6"]  # confirm_max x generations x 2
+    assert lines["baselines"][3:5] == ["1", "4"]
+    assert "every candidate at every context:" in r.output
+    assert not db_file.exists() and not (tmp_path / "data").exists()  # nothing written
+    search["objectives"] = ["params", "decode_ms@4096/x86"]
+    cfg.write_text(yaml.safe_dump({"database_url": f"sqlite:///{db_file}", "search": search}))
+    r = CliRunner().invoke(app, ["search", "run", "--dry-run", "-c", str(cfg)])
+    assert r.exit_code == 2 and "objectives[1]: context 4096 is not in contexts" in r.output
