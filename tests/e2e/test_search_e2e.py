@@ -61,8 +61,10 @@ def search_doc(name: str) -> dict[str, Any]:
         "base_genome": genome, "seed_genomes": [genome], "deploy_scale": DEPLOY,
         "quant": "q8_0", "contexts": CONTEXTS, "repetitions": 1, "n_gen": 4,
         "objectives": ["quality", "params"], "budgets": BUDGETS, "allowed_archs": ["lfm2"],
-        "operators": {"layers": [2, 6]}, "proxy": PROXY, "poll_interval_s": 0.2,
-        "generation_deadline_s": 600, "flash_attn": [False],
+        # no surrogate: it learns the budgets' measured values (device noise), which would let
+        # two runs ask different offspring; NSGA-II itself sees only feasibility here
+        "operators": {"layers": [2, 6], "surrogate": False}, "proxy": PROXY,
+        "poll_interval_s": 0.2, "generation_deadline_s": 600, "flash_attn": [False],
     }
 
 
