@@ -296,11 +296,13 @@ class RunPublic(_Out):
     config: dict[str, Any]
     seed: int | None = None
     created_at: datetime | None = None
-    # a search run's state (copied from config): running | stopped | done | failed
+    # a search run's lifecycle: running | suspended (its coordinator shut down; the next one
+    # continues it) | stopped | done | failed
     status: str | None = None
     status_reason: str | None = None
     driver: str | None = None  # "coordinator" (REST) or "cli" (star search run|resume)
-    heartbeat_at: str | None = None  # the engine's last sign of life (database clock)
+    heartbeat_at: datetime | None = None  # the engine's last sign of life (database clock)
+    stop_requested: bool = False
 
 
 class RunsPublic(_Out):

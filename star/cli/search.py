@@ -72,11 +72,11 @@ def _drive(engine: Any, max_generations: int | None, *, progress: bool = True) -
     """Run the engine under a live progress display; SIGTERM asks it to stop at the next phase
     boundary."""
     from star.cli.progress import SearchProgress
-    from star.search import store
+    from star.db.repo import lifecycle
 
     def _term(_signum: int, _frame: object) -> None:
         with engine.db.session_scope() as s:
-            store.update_run_config(s, run_id=engine.run_id, stop_requested=True)
+            lifecycle.request_stop(s, run_id=engine.run_id)
 
     previous = signal.signal(signal.SIGTERM, _term)
     try:
@@ -249,16 +249,17 @@ def search_resume(
 def search_stop(run: RunArg, config: ConfigOpt = None) -> None:
     """Ask the run's engine to stop at its next phase boundary (jobs already queued stay)."""
     from star.db.errors import NotFoundError
+    from star.db.repo import lifecycle
     from star.search import store
 
     db = _open_db(_settings(config))
     try:
         with db.session_scope() as s:
             snap = store.resolve_run(s, run)
-            snap = store.update_run_config(s, run_id=snap.id, stop_requested=True)
+            snap = lifecycle.request_stop(s, run_id=snap.id)
     except NotFoundError as exc:
         fail(f"RUN: {exc}")
-    status = snap.config.get("status")
+    status = snap.status.value if snap.status else None
     if status == "running":
         typer.echo(f"run {snap.name}: stop requested; the engine stops at its next phase")
     else:

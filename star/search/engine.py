@@ -36,13 +36,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from star.db import Database, repo
 from star.db.models import CandidateRole, JobStage
+from star.db.repo import lifecycle
 from star.db.session import db_now
 from star.db.snapshots import GenerationSnapshot, RunSnapshot
 from star.db.store import ArtifactStore
@@ -103,9 +103,13 @@ class SearchEngine:
         self.on_phase = on_phase
         self.sleep = sleep
         # who drives the run (Run.config["engine"]); a coordinator adopts only "coordinator" runs
-        self.owner = store.engine_identity()
+        self.owner = lifecycle.engine_identity()
         self.driver = driver
-        self._should_stop = should_stop  # an outside reason to stop (a process shutting down)
+        # an outside reason to stop (its process shutting down): the run is then suspended, to
+        # be continued by whoever drives runs of this kind next (a coordinator adopts it)
+        self._should_stop = should_stop
+        self._suspend = False
+        self.clear_stop = False  # run() clears a stop request first (a user's resume)
         self.heartbeat_s = heartbeat_s
         self._lost: str | None = None  # set by the heartbeat thread: the run was taken over
         self._pool_factory = pool_factory
@@ -137,10 +141,9 @@ class SearchEngine:
                     "search": config.to_json(),
                     "genomes": {"base": list(base) if base else None,
                                 "seeds": [list(g) for g in seeds]},
-                    "status": RunStatus.RUNNING.value, "status_reason": None,
-                    "stop_requested": False,
                 },
             )
+            lifecycle.begin(s, run_id=run.id, owner=None, driver=kwargs.get("driver", "cli"))
             for label, genes in baselines:
                 genome = Genome(genes)
                 spec = config.deploy_spec(genome)
@@ -154,30 +157,31 @@ class SearchEngine:
 
     @classmethod
     def open(cls, db: Database, artifacts: ArtifactStore, ref: str | int, *,
-             force: bool = False, stale_after_s: float = STALE_AFTER_S,
+             force: bool = False, stale_after_s: float = STALE_AFTER_S, resume: bool = True,
              **kwargs: Any) -> SearchEngine:
         """The engine of a stored run (config and genomes as stored when it was created).
-        Refuses a run whose engine was heard from within ``stale_after_s`` unless ``force``."""
+        Refuses a run whose engine was heard from within ``stale_after_s`` unless ``force``.
+        ``resume``: a user asked to continue it, so an earlier stop request is cleared when it
+        runs (a coordinator adopting an orphan passes False: a stop request must survive)."""
         with db.session_scope() as s:
             run = store.resolve_run(s, ref)
             now = db_now(s)
         doc = run.config or {}
         if "search" not in doc:
             raise SearchError(f"run {run.name!r} was not created by `star search run`")
-        if doc.get("status") == RunStatus.RUNNING.value and not force:
-            beat = doc.get("heartbeat_at")
-            if beat is not None:
-                age = (now - datetime.fromisoformat(beat)).total_seconds()
-                if age < stale_after_s:
-                    raise SearchError(
-                        f"run {run.name!r} is running (its engine was heard from {age:.0f} s "
-                        "ago); stop it first (`star search stop`) or pass --force"
-                    )
+        age = lifecycle.heard_within(run, now, stale_after_s)
+        if age is not None and not force:
+            raise SearchError(
+                f"run {run.name!r} is running (its engine was heard from {age:.0f} s "
+                "ago); stop it first (`star search stop`) or pass --force"
+            )
         config = SearchConfig.model_validate(doc["search"], context={"stored": True})
         genomes = doc.get("genomes") or {}
         base = tuple(genomes["base"]) if genomes.get("base") else None
         seeds = [tuple(g) for g in genomes.get("seeds") or []]
-        return cls(db, artifacts, run, config, base=base, seeds=seeds, **kwargs)
+        engine = cls(db, artifacts, run, config, base=base, seeds=seeds, **kwargs)
+        engine.clear_stop = resume
+        return engine
 
     def _build_algorithm(self) -> None:
         """NSGA-II with the genome operators; with ``operators.surrogate`` its offspring are
@@ -213,9 +217,10 @@ class SearchEngine:
         """Replay what is told, then run generations until done, stopped or ``max_generations``
         more were told. Returns the run's status."""
         with self.db.session_scope() as s:
-            store.set_status(s, run_id=self.run_id, status=RunStatus.RUNNING,
-                             stop_requested=False,
-                             engine={"owner": self.owner, "driver": self.driver})
+            if self.clear_stop:
+                lifecycle.resume(s, run_id=self.run_id)
+                self.clear_stop = False
+            lifecycle.start(s, run_id=self.run_id, owner=self.owner, driver=self.driver)
         beating = threading.Event()
         beat = threading.Thread(target=self._beat, args=(beating,), daemon=True,
                                 name=f"heartbeat-{self.run_id}")
@@ -238,7 +243,8 @@ class SearchEngine:
             if self._lost:  # another engine drives the run now: leave its status alone
                 log.warning("run %s: %s; this engine stops", self.run_name, self._lost)
                 return RunStatus.STOPPED
-            return self._finish(RunStatus.STOPPED, str(exc) or "stop requested")
+            status = RunStatus.SUSPENDED if self._suspend else RunStatus.STOPPED
+            return self._finish(status, str(exc) or "stop requested")
         except KeyboardInterrupt:
             self._finish(RunStatus.STOPPED, "interrupted")
             raise
@@ -257,17 +263,18 @@ class SearchEngine:
 
     def _finish(self, status: RunStatus, reason: str | None) -> RunStatus:
         with self.db.session_scope() as s:
-            store.set_status(s, run_id=self.run_id, status=status, reason=reason,
-                             only_owner=self.owner)
+            lifecycle.finish(s, run_id=self.run_id, status=status, reason=reason,
+                             owner=self.owner)
         log.info("run %s: %s%s", self.run_name, status.value, f" ({reason})" if reason else "")
         return status
 
     def _check_stop(self) -> None:
         """Stamp the heartbeat; raise ``Stopped`` (with the reason) if the engine must stop."""
         reason = self._should_stop() if self._should_stop is not None else None
+        self._suspend = reason is not None
         if reason is None and self._lost is None:
             with self.db.session_scope() as s:
-                beat = store.heartbeat(s, run_id=self.run_id, owner=self.owner)
+                beat = lifecycle.heartbeat(s, run_id=self.run_id, owner=self.owner)
             if beat.taken_over_by is not None:
                 self._lost = beat.reason()
             reason = beat.reason()
@@ -280,7 +287,7 @@ class SearchEngine:
         while not done.wait(self.heartbeat_s):
             try:
                 with self.db.session_scope() as s:
-                    beat = store.heartbeat(s, run_id=self.run_id, owner=self.owner)
+                    beat = lifecycle.heartbeat(s, run_id=self.run_id, owner=self.owner)
             except Exception as exc:  # noqa: BLE001 - a database hiccup; the next beat retries
                 log.warning("run %s: heartbeat failed: %s", self.run_name, exc)
                 continue

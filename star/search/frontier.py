@@ -146,7 +146,8 @@ def run_frontier(db: Any, ref: str | int, *, device: str | None = None) -> Front
             on_front=gid in front, role=c.role, label=c.label, estimated=e.estimated,
         ))
     return FrontierReport(
-        run=data.run.name, run_id=data.run.id, status=(data.run.config or {}).get("status"),
+        run=data.run.name, run_id=data.run.id,
+        status=data.run.status.value if data.run.status else None,
         objectives=[k.name for k in objectives],
         budgets=[{"metric": k.name, "max": m} for k, m in budgets],
         device=device, points=points,

@@ -2,15 +2,13 @@
 rows a generation's evaluation needs. Every function takes a session from
 ``Database.session_scope()`` and returns frozen snapshots or plain data.
 
-Run status lives in ``Run.config`` (there is no column for it; no migration needed)::
+``Run.config`` holds what the run was created from::
 
-    {"search": <SearchConfig as JSON>, "genomes": {"base": [...] | None, "seeds": [[...]]},
-     "status": "running" | "stopped" | "done" | "failed", "status_reason": str | None,
-     "stop_requested": bool, "heartbeat_at": ISO time (database clock) of the engine's last sign,
-     "engine": {"owner": engine_identity() of the engine driving it,
-                "driver": "cli" | "coordinator" (coordinators adopt only their own kind)}}
+    {"search": <SearchConfig as JSON>, "genomes": {"base": [...] | None, "seeds": [[...]]}}
 
-A generation's resumable state lives in ``Generation.state`` (see ``star.search.engine``).
+Its lifecycle (status, owner, heartbeat, stop request) is typed columns written only by
+``star.db.repo.lifecycle``. A generation's resumable state lives in ``Generation.state`` (see
+``star.search.engine``); its jobs are found from the ``jobs`` rows.
 Read-modify-write of these JSON documents locks the row first (``FOR UPDATE`` on PostgreSQL;
 SQLite transactions here are ``BEGIN IMMEDIATE``, which serialises writers anyway).
 """
@@ -18,7 +16,6 @@ SQLite transactions here are ``BEGIN IMMEDIATE``, which serialises writers anywa
 from __future__ import annotations
 
 import copy
-import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +24,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from star.db.errors import NotFoundError
-from star.db.models import Artifact, Candidate, Device, Generation, Job, JobStage, Measurement, Run
-from star.db.session import db_now
+from star.db.models import (
+    Artifact,
+    Candidate,
+    Device,
+    Generation,
+    Job,
+    JobStage,
+    Measurement,
+    Run,
+)
+from star.db.models import RunStatus as RunStatus  # re-exported: the search's callers use it
 from star.db.snapshots import (
     ArtifactSnapshot,
     CandidateSnapshot,
@@ -38,16 +44,6 @@ from star.db.snapshots import (
     MeasurementSnapshot,
     RunSnapshot,
 )
-
-
-class RunStatus(enum.StrEnum):
-    RUNNING = "running"
-    STOPPED = "stopped"  # by `star search stop`; `star search resume` continues it
-    DONE = "done"
-    FAILED = "failed"  # an error stopped the engine; the reason is kept; resumable
-
-    def is_finished(self) -> bool:
-        return self is RunStatus.DONE
 
 
 def resolve_run(session: Session, ref: str | int) -> RunSnapshot:
@@ -70,93 +66,13 @@ def _locked_run(session: Session, run_id: int) -> Run:
 
 
 def update_run_config(session: Session, *, run_id: int, **fields: Any) -> RunSnapshot:
-    """Set top-level keys of ``Run.config`` (status, stop_requested, ...)."""
+    """Set top-level keys of ``Run.config`` (what the run was created from)."""
     row = _locked_run(session, run_id)
     config = copy.deepcopy(dict(row.config or {}))
     config.update(fields)
     row.config = config
     session.flush()
     return RunSnapshot.of(row)
-
-
-def set_status(session: Session, *, run_id: int, status: RunStatus,
-               reason: str | None = None, only_owner: str | None = None,
-               **extra: Any) -> RunSnapshot | None:
-    """Set the run's status; with ``only_owner``, only while that engine still owns the run
-    (None is returned, nothing written, once another engine took it over)."""
-    if only_owner is not None:
-        holder = ((_locked_run(session, run_id).config or {}).get("engine") or {}).get("owner")
-        if holder not in (None, only_owner):
-            return None
-    return update_run_config(
-        session, run_id=run_id, status=status.value, status_reason=reason,
-        heartbeat_at=db_now(session).isoformat(), **extra,
-    )
-
-
-@dataclass(frozen=True)
-class Beat:
-    """What an engine's heartbeat learned: a stop was requested, or another engine owns the
-    run now (it adopted it while this one was silent)."""
-
-    stop_requested: bool
-    taken_over_by: str | None = None
-
-    def reason(self) -> str | None:
-        """Why the engine must stop, if it must."""
-        if self.taken_over_by is not None:
-            return f"run taken over by engine {self.taken_over_by}"
-        return "stop requested" if self.stop_requested else None
-
-
-def heartbeat(session: Session, *, run_id: int, owner: str | None = None) -> Beat:
-    """Stamp the engine's heartbeat (database clock), unless ``owner`` no longer owns the run
-    (then nothing is stamped)."""
-    row = _locked_run(session, run_id)
-    config = copy.deepcopy(dict(row.config or {}))
-    holder = (config.get("engine") or {}).get("owner")
-    if owner is not None and holder is not None and holder != owner:
-        return Beat(bool(config.get("stop_requested")), taken_over_by=holder)
-    config["heartbeat_at"] = db_now(session).isoformat()
-    row.config = config
-    session.flush()
-    return Beat(bool(config.get("stop_requested")))
-
-
-def engine_identity() -> str:
-    """``host:pid:nonce``: who drives a run (``Run.config["engine"]["owner"]``). The host and
-    pid let a coordinator on the same host see at once that a crashed owner is gone."""
-    import os
-    import secrets
-    import socket
-
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """True only when ``owner`` ran on this host and its process no longer exists."""
-    import os
-    import socket
-
-    if not owner or owner.count(":") < 2:
-        return False
-    host, pid, _ = owner.rsplit(":", 2)
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
-
-
-def stop_requested(session: Session, *, run_id: int) -> bool:
-    row = session.get(Run, run_id)
-    if row is None:
-        raise NotFoundError(f"no run with id {run_id}")
-    return bool((row.config or {}).get("stop_requested"))
 
 
 # ---- generations ---------------------------------------------------------------------------
@@ -320,10 +236,10 @@ def run_summary(session: Session, run: RunSnapshot) -> Mapping[str, Any]:
     return {
         "run": run.name,
         "id": run.id,
-        "status": config.get("status"),
-        "status_reason": config.get("status_reason"),
-        "stop_requested": bool(config.get("stop_requested")),
-        "heartbeat_at": config.get("heartbeat_at"),
+        "status": run.status.value if run.status else None,
+        "status_reason": run.status_reason,
+        "stop_requested": run.stop_requested,
+        "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
         "generations_planned": (config.get("search") or {}).get("generations"),
         "generations": generations,
         "candidates": len(cands),

@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from star.db import Database, JobState, repo
+from star.db.models import RunStatus
 from star.runtime import RuntimeInfo
 from star.search import store
 from star.search.frontier import run_frontier
@@ -197,9 +198,9 @@ def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
         wait_for("generation 1 to be measured", measuring_generation_1, 600, agents.logs)
         server.kill()  # SIGKILL, the proxy-training workers with it
         with db.session_scope(readonly=True) as s:
-            cfg = repo.get_run(s, killed).config
-        assert cfg["status"] == "running"  # nobody got to record anything
-        dead_owner = cfg["engine"]["owner"]
+            snap = repo.get_run(s, killed)
+        assert snap.status is RunStatus.RUNNING  # nobody got to record anything
+        dead_owner = snap.owner
         phase_at_kill = history(db, "killed")[1]["phase"]
         time.sleep(2.0)  # the agents meet a dead coordinator: they spool and retry
         server.start()  # same database, same port: it sees the dead owner and adopts the run
@@ -207,7 +208,8 @@ def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
                  agents.logs)
         run = admin.get(api(f"/runs/{killed}")).json()
         assert run["status"] == "done", run
-        assert run["config"]["engine"]["owner"] != dead_owner
+        with db.session_scope(readonly=True) as s:
+            assert repo.get_run(s, killed).owner != dead_owner
     finally:
         agents.stop()
         admin.close()

@@ -26,6 +26,9 @@ import httpx
 import pytest
 
 from star.db import Database, repo
+from star.db.models import RunStatus
+from star.db.repo import lifecycle
+from star.db.snapshots import RunSnapshot
 from star.db.store import ArtifactStore
 from star.lab.engines import DRIVER, SHUTDOWN, EngineSupervisor
 from tests.factories import (
@@ -58,9 +61,9 @@ def wait_for(what: str, condition: Callable[[], Any], timeout_s: float = 120.0) 
         time.sleep(0.1)
 
 
-def run_config(db: Database, run_id: int) -> dict[str, Any]:
+def run_of(db: Database, run_id: int) -> RunSnapshot:
     with db.session_scope(readonly=True) as s:
-        return dict(repo.get_run(s, run_id).config or {})
+        return repo.get_run(s, run_id)
 
 
 def phase(db: Database, run_id: int, index: int) -> str | None:
@@ -95,16 +98,16 @@ def test_shutdown_stops_at_a_phase_and_the_next_coordinator_adopts(tmp_path: Pat
             run_id = r.json()["id"]
             wait_for("generation 0 to wait on its jobs", lambda: phase(db, run_id, 0) in (
                 "enqueued", "measured", "told"))
-            owner = run_config(db, run_id)["engine"]["owner"]
-    cfg = run_config(db, run_id)  # the server has shut down
-    assert (cfg["status"], cfg["status_reason"]) == ("stopped", SHUTDOWN), cfg
-    assert cfg["engine"] == {"owner": owner, "driver": DRIVER}
+            owner = run_of(db, run_id).owner
+    run = run_of(db, run_id)  # the server has shut down
+    assert (run.status, run.status_reason) == (RunStatus.SUSPENDED, SHUTDOWN), run
+    assert (run.owner, run.driver, run.stop_requested) == (owner, DRIVER, False)
 
     with ThreadServer(settings) as second:
         with httpx.Client(base_url=second.url, headers=admin_headers(), timeout=30) as admin:
             run = wait_for("the adopted run to finish", lambda: (
                 r := admin.get(api(f"/runs/{run_id}")).json())["status"] == "done" and r)
-    assert run["driver"] == DRIVER and run["config"]["engine"]["owner"] != owner
+    assert run["driver"] == DRIVER and run_of(db, run_id).owner != owner
     with db.session_scope(readonly=True) as s:
         gens = repo.list_generations(s, run_id)
     assert [g.state["told"] for g in gens] == [True, True]
@@ -123,11 +126,12 @@ def test_stopped_by_the_user_is_not_adopted_and_resume_continues(lab: Lab) -> No
     run_id = r.json()["id"]
     wait_for("generation 0", lambda: phase(lab.db, run_id, 0) is not None)
     r = lab.admin.post(api(f"/runs/{run_id}/stop"))
-    assert r.status_code == 200 and r.json()["config"]["stop_requested"] is True
+    assert r.status_code == 200 and r.json()["stop_requested"] is True
     run = wait_for("the stop", lambda: (
         r := lab.admin.get(api(f"/runs/{run_id}")).json())["status"] == "stopped" and r)
     assert run["status_reason"] == "stop requested"
-    time.sleep(1.0)  # five adoption sweeps
+    sweeps = lab.app.state.engines.sweeps
+    wait_for("five adoption sweeps", lambda: lab.app.state.engines.sweeps >= sweeps + 5)
     assert lab.admin.get(api(f"/runs/{run_id}")).json()["status"] == "stopped"
 
     r = lab.admin.post(api(f"/runs/{run_id}/resume"))
@@ -145,41 +149,69 @@ def test_which_runs_are_orphaned(tmp_path: Path) -> None:
     db = migrated_database(database_url("sqlite", tmp_path))
     sup = EngineSupervisor(db, ArtifactStore(tmp_path / "a"), stale_after_s=60)
     now = datetime.now(UTC).replace(tzinfo=None)
-    fresh, stale = now.isoformat(), (now - timedelta(seconds=61)).isoformat()
+    fresh, stale = now, now - timedelta(seconds=61)
     alive = f"{socket.gethostname()}:{os.getpid()}:x"
     dead = f"{socket.gethostname()}:{_dead_pid()}:x"
 
-    def cfg(status: str, *, driver: str = DRIVER, owner: str = "elsewhere:1:x",
-            beat: str | None = fresh, **extra: Any) -> dict[str, Any]:
-        return {"search": {}, "status": status, "heartbeat_at": beat,
-                "engine": {"owner": owner, "driver": driver}, **extra}
+    def run(status: RunStatus | None, *, driver: str = DRIVER, owner: str = "elsewhere:1:x",
+            beat: datetime | None = fresh, stop: bool = False,
+            config: dict[str, Any] | None = None) -> RunSnapshot:
+        return RunSnapshot(1, "r", {"search": {}} if config is None else config, 0, None,
+                           status=status, owner=owner, driver=driver, heartbeat_at=beat,
+                           stop_requested=stop)
 
-    assert not sup.orphaned(cfg("running"), now)  # heard from just now
-    assert sup.orphaned(cfg("running", beat=stale), now)  # silent for too long
-    assert sup.orphaned(cfg("running", owner=dead), now)  # its process is gone (this host)
-    assert not sup.orphaned(cfg("running", owner=alive), now)
-    assert not sup.orphaned(cfg("running", driver="cli", beat=stale), now)  # its user resumes
-    assert sup.orphaned(cfg("stopped", status_reason=SHUTDOWN), now)
-    assert not sup.orphaned(cfg("stopped", status_reason="stop requested"), now)
-    assert not sup.orphaned(cfg("stopped", status_reason=SHUTDOWN, stop_requested=True), now)
-    assert not sup.orphaned(cfg("done", beat=stale), now)
-    assert not sup.orphaned(cfg("failed", beat=stale), now)
-    assert not sup.orphaned({"status": "running"}, now)  # not a search run
+    running = RunStatus.RUNNING
+    assert not sup.orphaned(run(running), now)  # heard from just now
+    assert sup.orphaned(run(running, beat=stale), now)  # silent for too long
+    assert sup.orphaned(run(running, owner=dead), now)  # its process is gone (this host)
+    assert not sup.orphaned(run(running, owner=alive), now)
+    assert not sup.orphaned(run(running, driver="cli", beat=stale), now)  # its user resumes
+    assert not sup.orphaned(run(running, beat=stale, stop=True), now)  # stopped, not adopted
+    assert sup.orphaned(run(RunStatus.SUSPENDED), now)  # its coordinator shut down
+    assert not sup.orphaned(run(RunStatus.SUSPENDED, stop=True), now)
+    assert not sup.orphaned(run(RunStatus.STOPPED), now)  # a user stopped it: a user resumes
+    assert not sup.orphaned(run(RunStatus.DONE, beat=stale), now)
+    assert not sup.orphaned(run(RunStatus.FAILED, beat=stale), now)
+    assert not sup.orphaned(run(running, beat=stale, config={}), now)  # not a search run
     db.dispose()
+
+
+def suspended_run(db: Database, name: str, owner: str) -> RunSnapshot:
+    with db.session_scope() as s:
+        made = repo.create_run(s, name=name, seed=0, config={"search": {}})
+        lifecycle.start(s, run_id=made.id, owner=owner, driver=DRIVER)
+        return lifecycle.finish(s, run_id=made.id, status=RunStatus.SUSPENDED, reason=SHUTDOWN)
 
 
 def test_two_coordinators_never_both_claim_a_run(tmp_path: Path) -> None:
     db = migrated_database(database_url("sqlite", tmp_path))
-    with db.session_scope() as s:
-        run = repo.create_run(s, name="orphan", seed=0, config={
-            "search": {}, "status": "stopped", "status_reason": SHUTDOWN,
-            "engine": {"owner": "gone:1:x", "driver": DRIVER}})
+    run = suspended_run(db, "orphan", "gone:1:x")
     a = EngineSupervisor(db, ArtifactStore(tmp_path / "a"))
     b = EngineSupervisor(db, ArtifactStore(tmp_path / "a"))
     assert [a.claim(run.id, "a:1:x"), b.claim(run.id, "b:1:x")] == [True, False]
-    cfg = run_config(db, run.id)
-    assert cfg["status"] == "running" and cfg["engine"]["owner"] == "a:1:x"
-    assert cfg["engine"]["adopted_from"] == "gone:1:x"
+    now = run_of(db, run.id)
+    assert now.status is RunStatus.RUNNING and now.owner == "a:1:x"
+    db.dispose()
+
+
+def test_a_stop_requested_while_no_engine_listens_survives_a_restart(tmp_path: Path) -> None:
+    """The stop requested over REST is kept in its own column: a coordinator that finds the
+    run's engine gone stops the run instead of adopting it (this stop used to be lost)."""
+    db = migrated_database(database_url("sqlite", tmp_path))
+    dead = f"{socket.gethostname()}:{_dead_pid()}:x"
+    with db.session_scope() as s:  # a running run whose coordinator was killed ...
+        made = repo.create_run(s, name="halt", seed=0, config={"search": {}})
+        lifecycle.start(s, run_id=made.id, owner=dead, driver=DRIVER)
+        lifecycle.request_stop(s, run_id=made.id)  # ... after a user asked it to stop
+    sup = EngineSupervisor(db, ArtifactStore(tmp_path / "a"), stale_after_s=60)
+    assert sup.adopt_once() == []  # the next coordinator starts: nothing adopted
+    run = run_of(db, made.id)
+    assert run.status is RunStatus.STOPPED and run.stop_requested is True
+    assert "stop requested" in (run.status_reason or "")
+    suspended = suspended_run(db, "suspended", dead)
+    with db.session_scope() as s:
+        lifecycle.request_stop(s, run_id=suspended.id)
+    assert sup.adopt_once() == [] and run_of(db, suspended.id).status is RunStatus.SUSPENDED
     db.dispose()
 
 
@@ -198,10 +230,8 @@ def test_an_engine_whose_run_was_taken_over_stops_and_leaves_the_run_alone(
     "stopped" over the new owner's "running"."""
     import threading
 
-    from star.search import store
     from star.search.config import parse_search_config
     from star.search.engine import SearchEngine
-    from star.search.store import RunStatus
     from tests.conftest import ROOT
 
     db = migrated_database(database_url("sqlite", tmp_path))
@@ -214,13 +244,12 @@ def test_an_engine_whose_run_was_taken_over_stops_and_leaves_the_run_alone(
     wait_for("the engine to wait on its jobs",
              lambda: phase(db, engine.run_id, 0) == "enqueued", 60)
     with db.session_scope() as s:  # another coordinator adopts the run
-        store.update_run_config(s, run_id=engine.run_id,
-                                engine={"owner": "other:1:x", "driver": DRIVER})
+        lifecycle.start(s, run_id=engine.run_id, owner="other:1:x", driver=DRIVER)
     thread.join(timeout=30)
     assert result == [RunStatus.STOPPED]
-    cfg = run_config(db, engine.run_id)
-    assert cfg["status"] == "running" and cfg["engine"]["owner"] == "other:1:x"
+    run = run_of(db, engine.run_id)
+    assert run.status is RunStatus.RUNNING and run.owner == "other:1:x"
     with db.session_scope() as s:  # the new owner's heartbeat is not stamped by the old one
-        beat = store.heartbeat(s, run_id=engine.run_id, owner=engine.owner)
+        beat = lifecycle.heartbeat(s, run_id=engine.run_id, owner=engine.owner)
     assert beat.taken_over_by == "other:1:x" and "taken over" in (beat.reason() or "")
     db.dispose()

@@ -177,4 +177,4 @@ def test_real_x86_agent_measures_resumed_generation(lab: Any, tmp_path: Path) ->
     for F in state["F"]:
         assert all(0 < f < MISSING and math.isfinite(f) for f in F)
     with db.session_scope(readonly=True) as s:
-        assert store.resolve_run(s, "x86").config["status"] == "done"
+        assert store.resolve_run(s, "x86").status is RunStatus.DONE

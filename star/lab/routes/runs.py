@@ -215,10 +215,10 @@ def launch_run(
     from pathlib import Path
 
     from star.db.errors import AlreadyExistsError, NotFoundError
-    from star.search import store as search_store
+    from star.db.models import RunStatus
+    from star.db.repo import lifecycle
     from star.search.config import SearchConfigError, check_devices, parse_search_config
     from star.search.engine import SearchEngine
-    from star.search.store import RunStatus
 
     supervisor = _supervisor(request) if start else None
     try:
@@ -243,8 +243,7 @@ def launch_run(
         reason = ("launched with start=false: `star search resume`" if supervisor is None
                   else "the coordinator was shutting down: `star search resume`")
         with db.session_scope() as s:
-            search_store.set_status(s, run_id=engine.run_id, status=RunStatus.STOPPED,
-                                    reason=reason)
+            lifecycle.finish(s, run_id=engine.run_id, status=RunStatus.STOPPED, reason=reason)
     with db.session_scope(readonly=True) as s:
         return run_public(repo.get_run(s, engine.run_id))
 
@@ -253,12 +252,10 @@ def launch_run(
 def stop_run(run_id: int, db: DatabaseDep, _: AdminDep) -> RunPublic:
     """Ask the run's engine (wherever it runs) to stop at its next phase boundary. A stopped
     run is not adopted by any coordinator; ``POST /runs/{id}/resume`` continues it."""
-    from star.search import store as search_store
+    from star.db.repo import lifecycle
 
     with db.session_scope() as s:
-        repo.get_run(s, run_id)
-        search_store.update_run_config(s, run_id=run_id, stop_requested=True)
-        return run_public(repo.get_run(s, run_id))
+        return run_public(lifecycle.request_stop(s, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/resume", status_code=status.HTTP_202_ACCEPTED)
@@ -270,13 +267,13 @@ def resume_run(run_id: int, request: Request, db: DatabaseDep, _: AdminDep) -> R
     supervisor = _supervisor(request)
     with db.session_scope(readonly=True) as s:
         run = repo.get_run(s, run_id)
-    if (run.config or {}).get("status") == "done":
+    if run.status is not None and run.status.is_finished():
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"run {run.name!r} is done")
     if supervisor.is_driving(run_id):
         raise HTTPException(status.HTTP_409_CONFLICT,
                             detail=f"run {run.name!r} is already driven by this coordinator")
     try:
-        engine = supervisor.open_engine(run_id, force=False)
+        engine = supervisor.open_engine(run_id, force=False, resume=True)
     except SearchError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     if not supervisor.claim(run_id, engine.owner, resume=True):
