@@ -48,6 +48,7 @@ class HfTensor:
     shape: tuple[int, ...]
     sources: tuple[str, ...]  # our parameters it is made of
     produce: Callable[[], np.ndarray]  # float32, computed when written
+    verbatim: bool = False  # one source, stored unchanged (a plain rename)
 
 
 @dataclass(frozen=True)
@@ -216,10 +217,10 @@ def plan_hf_tensors(spec: ArchSpec, arch: HfArch, state: Mapping[str, Any]) -> l
                 else:
                     shape = shapes[0]
 
+                make = _producer(rule, sources, state, e, kv)
+                same = rule.transform == "copy" or (rule.transform == "repeat_kv" and kv[1] == 1)
                 name = block + rule.hf.format(e=e)
-                planned.append(
-                    HfTensor(name, shape, sources, _producer(rule, sources, state, e, kv))
-                )
+                planned.append(HfTensor(name, shape, sources, make, verbatim=same))
 
     emit("model", "", "")
     if arch.null_attention:
@@ -332,3 +333,17 @@ def hf_state_dict(spec: ArchSpec, weights: Any) -> dict[str, Any]:
     """HF checkpoint name -> float32 array, in memory: for comparisons and benchmarks."""
     plan = plan_hf_export(spec, weights)
     return {t.name: t.produce() for t in plan.tensors}
+
+
+def hf_name_map(spec: ArchSpec) -> dict[str, str]:
+    """HF tensor name -> our parameter, for every tensor stored unchanged (a rename).
+
+    For copying weights between ``star.nn`` and transformers in tests and benchmarks; tensors
+    that are combined or reshaped (GraniteMoeHybrid's gate+up, per-expert splits, repeated KV
+    heads) are left out, ``hf_state_dict`` produces those.
+    """
+    from star.nn import StarModel
+
+    arch = check_hf_exportable(spec)
+    state = StarModel(spec, device="meta").state_dict()  # shapes only, nothing is produced
+    return {t.name: t.sources[0] for t in plan_hf_tensors(spec, arch, state) if t.verbatim}
