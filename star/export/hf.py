@@ -8,10 +8,12 @@ what ``star.nn`` computes (``star.export.hf_targets``).
 
 Like the GGUF writer, every stage can stop the export before a byte is written: the spec is
 checked (``UnsupportedGenome``), the state dict is matched against the spec's own parameter
-shapes and every tensor planned from the name table (``ExportValidationError``); then the files
-are written one tensor at a time, each to a temporary name moved into place once complete. The
-weights are the same float32 values the GGUF export writes (``tensors.to_numpy_state``): the same
-``--random-seed`` or ``--weights`` gives the same model in every format.
+shapes and every tensor planned from the name table (``ExportValidationError``). Only then is
+``model.safetensors`` streamed one tensor at a time (memory stays at the size of the source
+weights) to a temporary name, its header read back, and moved into place; the JSON files follow,
+each written whole and moved into place. The weights are the same float32 values the GGUF export
+writes (``tensors.to_numpy_state``): one ``--random-seed`` or ``--weights`` gives one model in
+every format.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ attention block that the GGUF also carries, ``hf_names.NULL_ATTENTION``). Slidin
 attention, linear attention, LayerNorm and MoE outside LFM2 are refused (no mapped class runs them
 as ``star.nn`` does). It is looser in q width: Qwen3, Llama and GraniteMoeHybrid take a head_dim
 with n_heads * head_dim != d_model.
+
+One known inexactness: Lfm2Moe divides the chosen experts' sigmoid weights by (sum + 1e-6) where
+``star.nn`` and llama.cpp divide by max(sum, 6.1e-5), a relative 1e-6 per MoE layer (the
+24-layer lfm2-8b-a1b at proxy scale: 2.7e-4 max abs on logits of +-51, 9e-5 with llama.cpp's rule).
 """
 
 from __future__ import annotations
