@@ -17,25 +17,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from star.export.hf import hf_name_map  # noqa: E402  (the one home of HF names)
 from star.genome.spec import ArchSpec, AttentionSpec, FFNSpec, LayerSpec, Norm, ShortConvSpec  # noqa: E402
 from star.nn import StarModel  # noqa: E402
-
-HF_TO_OURS = [
-    ("model.embed_tokens.", "embed."),
-    ("model.embedding_norm.", "final_norm."),
-    ("model.layers.", "layers."),
-    (".operator_norm.", ".mixer_norm."),
-    (".self_attn.out_proj.", ".mixer.o_proj."),
-    (".self_attn.q_layernorm.", ".mixer.q_norm."),
-    (".self_attn.k_layernorm.", ".mixer.k_norm."),
-    (".self_attn.", ".mixer."),
-    (".conv.conv.", ".mixer.conv."),
-    (".conv.in_proj.", ".mixer.in_proj."),
-    (".conv.out_proj.", ".mixer.out_proj."),
-    (".feed_forward.w1.", ".ffn.gate."),
-    (".feed_forward.w3.", ".ffn.up."),
-    (".feed_forward.w2.", ".ffn.down."),
-]
 
 
 def lfm2_layer_types(n_layers: int) -> list[str]:
@@ -79,13 +63,8 @@ def build_pair(args: argparse.Namespace) -> tuple[torch.nn.Module, StarModel]:
     )
     spec = ArchSpec("bench", args.d, args.vocab, True, 1e6, 1e-5, 4096, layers)
     ours = StarModel(spec)
-    state = {}
-    for name, value in hf.state_dict().items():
-        if name == "lm_head.weight":
-            continue
-        for old, new in HF_TO_OURS:
-            name = name.replace(old, new)
-        state[name] = value
+    hf_to_ours = hf_name_map(spec)
+    state = {hf_to_ours[k]: v for k, v in hf.state_dict().items() if k != "lm_head.weight"}
     ours.load_state_dict(state, strict=True)
     return hf.train(), ours.train()
 

@@ -1,4 +1,5 @@
-"""``star export`` (genome -> GGUF for stock llama.cpp) and ``star runtimes`` (targets)."""
+"""``star export`` (genome -> GGUF for stock llama.cpp, or a Hugging Face transformers folder with
+``--format hf``) and ``star runtimes`` (targets)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ from star.cli.errors import fail, user_errors
 class ScaleChoice(StrEnum):
     deploy = "deploy"  # the genome's own size
     proxy = "proxy"  # star.genome.PROXY: small width and vocabulary, same architecture
+
+
+class FormatChoice(StrEnum):
+    gguf = "gguf"  # one file for stock llama.cpp
+    hf = "hf"  # a folder for transformers' AutoModelForCausalLM.from_pretrained
 
 
 class QuantChoice(StrEnum):
@@ -54,7 +60,8 @@ def load_weights(path: Path) -> dict[str, Any]:
 def export(
     genome: Annotated[Path, typer.Argument(help="genome YAML", exists=True, dir_okay=False)],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="GGUF file to write")
+        Path | None,
+        typer.Option("--output", "-o", help="GGUF file to write (a folder with --format hf)"),
     ] = None,
     quant: Annotated[QuantChoice, typer.Option(help="weight type")] = QuantChoice.f32,
     scale: Annotated[ScaleChoice, typer.Option(help="deploy: genome size; proxy: small")] = (
@@ -68,8 +75,21 @@ def export(
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="check and validate only")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    fmt: Annotated[
+        FormatChoice, typer.Option("--format", help="gguf: llama.cpp file; hf: transformers folder")
+    ] = FormatChoice.gguf,
+    force: Annotated[
+        bool, typer.Option(help="hf: write into a non-empty folder (replaces the export's files)")
+    ] = False,
 ) -> None:
-    """Export a genome to a GGUF that a stock llama.cpp runs exactly (checked before writing)."""
+    """Export a genome to a GGUF that a stock llama.cpp runs exactly (checked before writing),
+    or with ``--format hf`` to a Hugging Face folder that transformers loads."""
+    if fmt == FormatChoice.hf:
+        export_hf_folder(
+            genome, output, quant=quant, scale=scale, weights=weights, random_seed=random_seed,
+            dry_run=dry_run, force=force, as_json=as_json,
+        )  # fmt: skip
+        return
     from star.export import ExportError, UnsupportedGenome, plan_export, write_plan
 
     if weights is not None and random_seed is not None:
@@ -120,6 +140,85 @@ def export(
     if plan.tokenizer == "none":
         typer.echo(
             f"note: vocabulary {spec.vocab_size} < 259: tokenizer 'none' (token ids only, no text)",
+            err=True,
+        )
+
+
+def model_weights(spec: Any, weights: Path | None, random_seed: int | None) -> tuple[Any, str]:
+    """The weights to export and where they came from: a checkpoint, or ``StarModel`` drawn
+    from ``random_seed`` (default 0), so one seed gives one model in every format."""
+    if weights is not None:
+        return load_weights(weights), str(weights)
+    import torch
+
+    from star.nn import StarModel
+
+    seed = 0 if random_seed is None else random_seed
+    return StarModel(spec, device="cpu", dtype=torch.float32, seed=seed), f"random (seed {seed})"
+
+
+def export_hf_folder(
+    genome: Path,
+    output: Path | None,
+    *,
+    quant: QuantChoice,
+    scale: ScaleChoice,
+    weights: Path | None,
+    random_seed: int | None,
+    dry_run: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """``star export --format hf``: the genome as a transformers folder (star.export.hf)."""
+    from star.export import (
+        ExportError,
+        UnsupportedGenome,
+        check_hf_exportable,
+        plan_hf_export,
+        write_hf_plan,
+    )
+
+    if weights is not None and random_seed is not None:
+        fail("give --weights or --random-seed, not both")
+    if output is None and not dry_run:
+        fail("missing --output / -o: the folder to write (or use --dry-run)")
+    if quant not in (QuantChoice.f32, QuantChoice.f16):
+        fail(f"--quant {quant.value}: --format hf writes f32 or f16 (quantised types are GGUF's)")
+    if output is not None and not dry_run and not force:
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            fail(f"--output {output}: exists and is not an empty folder (--force to write into it)")
+    with user_errors():
+        spec = load_spec(genome, scale)
+    try:
+        check_hf_exportable(spec)  # before building a possibly large model
+        state, source = model_weights(spec, weights, random_seed)
+        plan = plan_hf_export(spec, state, dtype=quant.value)
+        if dry_run:
+            result: dict[str, Any] = {
+                "architecture": plan.arch.architecture, "n_tensors": len(plan.tensors),
+                "dtype": plan.dtype, "tokenizer": plan.tokenizer, "written": False,
+            }  # fmt: skip
+        else:
+            assert output is not None
+            result = write_hf_plan(plan, output, force=force).to_dict()
+    except UnsupportedGenome as exc:
+        fail(f"{genome}: no transformers equivalent: {exc}")
+    except (ExportError, FileExistsError) as exc:
+        fail(f"{genome}: export failed: {exc}")
+    result.update({"format": "hf", "genome": str(genome), "scale": scale.value, "weights": source})
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None)
+        for key, value in result.items():
+            table.add_row(key, str(value))
+        Console().print(table)
+    if plan.tokenizer == "none":
+        typer.echo(
+            f"note: vocabulary {spec.vocab_size} < 259: no tokenizer shipped (token ids only)",
             err=True,
         )
 
