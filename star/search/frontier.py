@@ -169,7 +169,11 @@ def plot_frontier(report: FrontierReport, path: str | Path, *, x: str | None = N
         if name is not None and name not in names:
             raise FrontierError(f"{axis}: {name!r} is not an objective of run {report.run!r} "
                                 f"({names})")
-    feasible = [p for p in report.points if p.feasible]
+    from star.search.objectives import describe
+
+    feasible = [p for p in report.points if p.feasible and p.role != "baseline"]
+    baselines = [p for p in report.points if p.role == "baseline"
+                 and all(p.values.get(n) is not None for n in (x, y) if n is not None)]
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
     try:
         def xy(points: list[FrontierPoint]) -> tuple[list[float], list[float]]:
@@ -178,15 +182,26 @@ def plot_frontier(report: FrontierReport, path: str | Path, *, x: str | None = N
                   else [float(p.generation or 0) for p in points])
             return xs, ys
 
-        others = [p for p in feasible if not p.on_front]
-        ax.scatter(*xy(others), s=18, c="0.6", label=f"feasible ({len(feasible)})")
+        shown = {x, y} - {None}
+        others = [p for p in feasible if not p.on_front and not shown & set(p.estimated)]
+        guessed = [p for p in feasible if not p.on_front and shown & set(p.estimated)]
+        ax.scatter(*xy(others), s=18, c="0.6", label=f"feasible, measured ({len(others)})")
+        if guessed:
+            ax.scatter(*xy(guessed), s=18, facecolors="none", edgecolors="0.6",
+                       label=f"long context estimated, not confirmed ({len(guessed)})")
         front = sorted(report.front, key=lambda p: float(p.values[x] or 0.0))
         fx, fy = xy(front)
         # markers only: with more than two objectives the front is not a staircase in 2-D
         ax.scatter(fx, fy, s=40, c="tab:red", zorder=3,
                    label=f"frontier over all objectives ({len(front)})")
-        ax.set_xlabel(x)
-        ax.set_ylabel(y or "generation")
+        if baselines:
+            bx, by = xy(baselines)
+            ax.scatter(bx, by, s=90, marker="*", c="black", zorder=4, label="baseline")
+            for p, px, py in zip(baselines, bx, by, strict=True):
+                ax.annotate(p.label or "baseline", (px, py), textcoords="offset points",
+                            xytext=(6, 4), fontsize=8)
+        ax.set_xlabel(describe(x))
+        ax.set_ylabel(describe(y) if y else "generation")
         where = f" on {report.device}" if report.device else ""
         infeasible = len(report.points) - len(feasible)
         ax.set_title(f"{report.run}{where}: {len(report.points)} candidates, "

@@ -44,6 +44,7 @@ from star.db.snapshots import (
     MeasurementSnapshot,
     RunSnapshot,
 )
+from star.genome import identity
 
 
 def resolve_run(session: Session, ref: str | int) -> RunSnapshot:
@@ -206,7 +207,7 @@ def measurements_of_candidates(session: Session,
 
 def genome_doc(genes: Iterable[int]) -> dict[str, Any]:
     """The stored form of a genome: ``genome_hash`` of it equals ``Genome.genome_id``."""
-    return {"encoding": 1, "genes": [int(g) for g in genes]}
+    return identity.genome_doc(genes)
 
 
 def run_summary(session: Session, run: RunSnapshot) -> Mapping[str, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from sqlalchemy import select
@@ -14,12 +12,12 @@ from star.db.errors import AlreadyExistsError, NotFoundError
 from star.db.models import Candidate, CandidateRole, Generation, Run
 from star.db.session import db_now
 from star.db.snapshots import CandidateSnapshot, GenerationSnapshot, RunSnapshot
+from star.genome.identity import content_hash
 
 
 def genome_hash(genome: dict[str, Any]) -> str:
-    """A genome's identity: sha256 of its canonical JSON (never Python's salted ``hash``)."""
-    canonical = json.dumps(genome, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    """A stored genome document's identity (``star.genome.identity``: equals the genome id)."""
+    return content_hash(genome)
 
 
 def create_run(
