@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "star.cli.lab",
     "star.cli.proxy",
     "star.cli.search",
+    "star.cli.report",
 )
 
 
