@@ -54,12 +54,12 @@ def _spec_doc(data: RunData, cand: CandidateSnapshot) -> Mapping[str, Any] | Non
 def candidate_name(cand: CandidateSnapshot, spec: Mapping[str, Any] | None,
                    arch: str | None) -> str:
     """``lfm2 · 12 layers (8 conv + 4 attn) · 1a2b3c4d``; a baseline leads with its label."""
-    shape = mix_summary(spec) if spec else (
-        f"{(cand.analytic_costs or {}).get('n_layers', '?')} layers")
-    family = arch or "?"
+    layers = (cand.analytic_costs or {}).get("n_layers")
+    shape = mix_summary(spec) if spec else (f"{layers} layers" if layers else "")
+    parts = [arch or "unknown arch", *([shape] if shape else [])]
     if cand.is_baseline:
-        return f"{cand.label or cand.genome_hash[:8]} · {family} · {shape}"
-    return f"{family} · {shape} · {cand.genome_hash[:8]}"
+        return " · ".join([cand.label or cand.genome_hash[:8], *parts])
+    return " · ".join([*parts, cand.genome_hash[:8]])
 
 
 def _quality(cand: CandidateSnapshot, evaluation: Evaluation | None) -> Figure:

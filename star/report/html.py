@@ -214,7 +214,8 @@ def _card(c: CandidateView) -> str:
         items.append(("infeasible", escape(c.reason)))
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items)
     return (f'<div class="card {cls}" id="c-{c.short_id}" data-genome="{c.genome_id}" '
-            f'data-candidate="{c.candidate_id}" data-name="{escape(c.name)}">'
+            f'data-candidate="{c.candidate_id}" data-name="{escape(c.name)}" '
+            f'data-estimated="{int(bool(c.estimated))}">'
             f"<h4>{_name(c)}</h4>{strip_html(c.blocks)}<dl>{dl}</dl></div>")
 
 

@@ -131,11 +131,14 @@ def test_run_page_plots_and_click_shows_candidate(lab: Lab, browser: Tab) -> Non
     assert shown is not None, browser.eval("document.getElementById('details').innerText")
     assert int(shown) in seeded.front
     text = browser.eval("document.getElementById('details').innerText")
-    assert "lap" in text and "analytic costs" in text and "genome" in text
+    assert "lap" in text and "measurements" in text  # the device that measured it
+    # the report's human-readable card of that candidate, never raw JSON
+    assert browser.eval("document.querySelector('#details .card')?.dataset.candidate") == shown
+    assert "params" in text and "{" not in text
 
     # choose another objective for y: the front is recomputed over (params, ttft)
     browser.eval("(() => { const s = document.querySelector('#y');"
                  " s.value = 'ttft_ms@128/x86'; s.dispatchEvent(new Event('change')); })()")
     summary = "document.getElementById('summary').textContent"
-    assert "1 on the frontier of params, ttft_ms@128/x86" in browser.wait(
-        summary, lambda s: "ttft" in (s or ""))
+    assert "1 on the frontier of params M ↓, TTFT ms @128 ↓ (x86)" in browser.wait(
+        summary, lambda s: "TTFT" in (s or ""))
