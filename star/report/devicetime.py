@@ -110,7 +110,7 @@ def _confirm_cost(spec: ArchSpec, figures: dict[int, MeasurementSnapshot], data:
     for context in config.confirm_contexts():
         frm = source_context(context, screen)
         m = figures.get(frm) if frm is not None else None
-        if m is None or m.ttft_median_ms is None or m.decode_median_ms is None:
+        if frm is None or m is None or m.ttft_median_ms is None or m.decode_median_ms is None:
             return None
         est = {}
         for metric, figure in (("ttft_ms", m.ttft_median_ms), ("decode_ms", m.decode_median_ms)):

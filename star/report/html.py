@@ -8,6 +8,7 @@ differences are noise, what the staging cost and saved, and where every figure c
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 from star.report import fmt
@@ -51,12 +52,16 @@ def _header(r: Report) -> str:
            f" · {len(r.front)} on the frontier · {escape(r.quant)} weights · contexts "
            f"{_ctxs(r.contexts)} ({staging}) · device classes "
            f"{escape(', '.join(r.device_classes) or 'none')} · measured with {settings}, "
-           f"each objective at the better setting · {r.repetitions} repetitions, "
+           f"each objective at the better setting · {_plural(r.repetitions, 'repetition')}, "
            f"{r.n_gen} generated tokens per decode figure</p>",
            f"<p><b>Objectives</b> (all minimised): {objectives}"
            + (f". <b>Budgets</b>: {budgets}" if budgets else "") + "</p>"]
     out += [f'<p class="warn">{escape(n)}</p>' for n in r.notes]
     return "".join(out) + "</header>"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _ctxs(contexts: tuple[int, ...]) -> str:
@@ -90,15 +95,20 @@ def _headline(r: Report) -> str:
                     key = MetricKey(metric, ctx, cls).name
                     ratios = [x for w in winners if (x := w.cells[key].ratio) is not None]
                     spans.append(f"{SHORT[metric]} {_range(ratios)}")
-                same_quality = sum(w.quality.outcome in ("better", "tie") for w in winners)
+                if all(w.quality.outcome == "n/a" for w in winners):
+                    quality = "proxy loss not measured for both"
+                else:
+                    same = sum(w.quality.outcome in ("better", "tie") for w in winners)
+                    quality = f"{same} of them at a proxy loss no worse beyond noise"
                 items.append(
                     f"<li>{where}, <b>{len(winners)} of {len(comps)}</b> frontier candidates "
                     f"beat <b>{escape(base.label or base.name)}</b> ({'; '.join(spans)} of the "
-                    f"baseline's); {same_quality} of them at a proxy loss no worse beyond "
-                    "noise.</li>")
+                    f"baseline's); {quality}.</li>")
     if not items:
         return '<p class="muted">no baseline or no measured device class to compare with</p>'
-    return f'<ul class="headline">{"".join(items)}</ul>'
+    return (f'<ul class="headline">{"".join(items)}</ul><p class="note">Beats: no figure '
+            "(TTFT, decode, peak RSS at that context) worse beyond both figures' spread, at least "
+            "one better beyond it. Ratios are candidate ÷ baseline.</p>")
 
 
 def _verdicts(r: Report) -> str:
@@ -141,8 +151,11 @@ def _cell_title(cell: Cell, base: str) -> str:
 
 def _ratio_td(comp: Comparison, cell: Cell, base: str) -> str:
     r = cell.ratio
-    link = (f'<a href="#m{cell.candidate.measurement_id}">{fmt.ratio(r)}</a>'
-            if cell.candidate.measurement_id else fmt.ratio(r))
+    a, b = cell.candidate.value, cell.baseline.value
+    text = ("OOM" if a is not None and math.isinf(a) else
+            "baseline OOM" if b is not None and math.isinf(b) else fmt.ratio(r))
+    link = (f'<a href="#m{cell.candidate.measurement_id}">{text}</a>'
+            if cell.candidate.measurement_id else text)
     return (f'<td class="num ratio {cell.outcome}" data-candidate="{comp.candidate}" '
             f'data-baseline="{comp.baseline}" data-key="{escape(cell.key)}" '
             f'data-ratio="{"" if r is None else f"{r:.6g}"}" data-outcome="{cell.outcome}" '
@@ -151,6 +164,11 @@ def _ratio_td(comp: Comparison, cell: Cell, base: str) -> str:
 
 def _key(metric: str, context: int, device_class: str) -> str:
     return MetricKey(metric, context, device_class).name
+
+
+def _beats(comp: Comparison, contexts: tuple[int, ...], device_class: str) -> str:
+    won = [short_context(c) for c in contexts if comp.beats_at(c, device_class)]
+    return ", ".join(won) or "–"
 
 
 def _ratio_tables(r: Report) -> str:
@@ -170,7 +188,7 @@ def _ratio_tables(r: Report) -> str:
                 f'<td class="num">{fmt.figure(base.figures[_key(m, ctx, cls)], m, unit=True)}'
                 "</td>" for ctx in r.contexts for m in MEASURED_METRICS)
             rows = [f"<tr><td>{_name(base)}</td><td class=\"num\">"
-                    f"{fmt.figure(base.quality)}</td>{base_row}</tr>"]
+                    f"{fmt.figure(base.quality)}</td>{base_row}<td></td></tr>"]
             for comp in comps:
                 c = r.candidates[comp.candidate]
                 q = comp.quality
@@ -179,13 +197,15 @@ def _ratio_tables(r: Report) -> str:
                 rows.append(
                     f"<tr><td>{strip_html(c.blocks)} {_name(c)}</td>"
                     f'<td class="num {q.outcome}" data-outcome="{q.outcome}" '
-                    f'title="{escape(q.candidate.note)}">{fmt.figure(q.candidate)}</td>{tds}</tr>')
+                    f'title="{escape(q.candidate.note)}">{fmt.figure(q.candidate)}</td>{tds}'
+                    f'<td class="beats">{_beats(comp, r.contexts, cls)}</td></tr>')
             out.append(
                 f'<h3>On {escape(cls)}: frontier vs {escape(name)} (candidate ÷ baseline; below '
                 "1 is better)</h3>"
                 f'<table class="ratios" data-class="{escape(cls)}" data-baseline="{b}">'
                 f'<tr><th rowspan="2">candidate</th><th rowspan="2" class="num">'
-                f"{escape(describe('quality'))}</th>{top}</tr><tr>{sub}</tr>"
+                f"{escape(describe('quality'))}</th>{top}<th rowspan=\"2\">beats it at</th></tr>"
+                f"<tr>{sub}</tr>"
                 f"{''.join(rows)}</table>")
     if out:
         out.append('<p class="note">First row: the baseline\'s own figures. Green: better '

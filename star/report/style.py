@@ -64,6 +64,7 @@ CSS = """
 .star-report details { margin: 0.5em 0; }
 .star-report summary { cursor: pointer; color: #0b57d0; }
 .star-report td.prov { font-size: 12px; }
+.star-report table.prov td.num, .star-report table.ratios td { white-space: nowrap; }
 .star-report tr:target { outline: 2px solid #0b57d0; }
 .star-report a { color: #0b57d0; text-decoration: none; }
 """

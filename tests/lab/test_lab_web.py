@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from star.db import repo
 from tests.factories import ADMIN_TOKEN
 from tests.lab.conftest import Lab
 from tests.lab.test_lab_runs_api import Seeded, seed_run
@@ -34,6 +35,19 @@ def test_page_auth_and_local_plotly(lab: Lab) -> None:
         js = anon.get("/static/plotly.min.js")
         assert js.status_code == 200 and len(js.content) > 1_000_000
         assert anon.get("/runs/999", params={"token": ADMIN_TOKEN}).status_code == 404
+
+
+def test_page_shows_the_study_report_or_says_why_there_is_none(lab: Lab) -> None:
+    seeded = seed_run(lab.db, lab.store)
+    with lab.db.session_scope() as s:
+        manual = repo.create_run(s, name="manual", config={})
+    with lab.client() as anon:
+        r = anon.get(f"/runs/{seeded.run_id}", params={"token": ADMIN_TOKEN})
+        assert 'class="star-report"' in r.text and 'id="provenance"' in r.text
+        assert r.text.count(ADMIN_TOKEN) == 1  # the boot data only: never in the report
+        r = anon.get(f"/runs/{manual.id}", params={"token": ADMIN_TOKEN})
+        assert r.status_code == 200 and "no study report" in r.text
+        assert "star search run" in r.text and 'class="star-report"' not in r.text
 
 
 class Tab:
