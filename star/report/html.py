@@ -202,11 +202,12 @@ def _ratio_tables(r: Report) -> str:
             out.append(
                 f'<h3>On {escape(cls)}: frontier vs {escape(name)} (candidate ÷ baseline; below '
                 "1 is better)</h3>"
-                f'<table class="ratios" data-class="{escape(cls)}" data-baseline="{b}">'
+                f'<div class="scroll"><table class="ratios" data-class="{escape(cls)}" '
+                f'data-baseline="{b}">'
                 f'<tr><th rowspan="2">candidate</th><th rowspan="2" class="num">'
                 f"{escape(describe('quality'))}</th>{top}<th rowspan=\"2\">beats it at</th></tr>"
                 f"<tr>{sub}</tr>"
-                f"{''.join(rows)}</table>")
+                f"{''.join(rows)}</table></div>")
     if out:
         out.append('<p class="note">First row: the baseline\'s own figures. Green: better '
                    "beyond both figures' spread; red: worse; grey ≈: within spread (a tie). "
@@ -359,11 +360,12 @@ def _provenance(r: Report) -> str:
            f"in the plots)</summary><ul>{''.join(estimated)}</ul></details>" if estimated else "")
     return (f"<p>Builds and settings behind the figures:</p><ul>{builds}</ul>{est}"
             f"<details><summary>{len(rows)} measurements (every figure above links here)"
-            "</summary><table class=\"prov\"><tr><th>#</th><th>candidate</th><th>stage</th>"
+            "</summary><div class=\"scroll\"><table class=\"prov\"><tr><th>#</th>"
+            "<th>candidate</th><th>stage</th>"
             "<th>device</th><th>context</th><th>flash attn</th><th>llama.cpp</th><th>threads</th>"
             "<th>reps × gen</th><th>tries</th><th>TTFT ms</th><th>decode ms/token</th>"
             "<th>peak RSS MiB</th><th>flags</th><th>conditions</th><th>temperature</th></tr>"
-            f"{''.join(rows)}</table></details>")
+            f"{''.join(rows)}</table></div></details>")
 
 
 # Following a link to a measurement opens the collapsed table it sits in (no other script).

@@ -9,7 +9,17 @@ from html import escape
 
 from star.report import fmt
 from star.report.model import MEASURED_METRICS, CandidateView, Report
-from star.report.svg import FRONT, OTHER, PALETTE, LinePoint, Mark, Series, lines, scatter
+from star.report.svg import (
+    BASELINE_STYLES,
+    FRONT,
+    OTHER,
+    PALETTE,
+    LinePoint,
+    Mark,
+    Series,
+    lines,
+    scatter,
+)
 from star.search.objectives import MetricKey, describe, parse_metric, short_context
 
 
@@ -70,6 +80,14 @@ def _families(report: Report) -> dict[str, list[CandidateView]]:
     return out
 
 
+def _style(i: int, members: int) -> tuple[str, str]:
+    """(colour, dash) of the i-th line: frontier members solid in palette colours, then the
+    baselines dashed in black and greys."""
+    if i < members:
+        return PALETTE[i % len(PALETTE)], ""
+    return BASELINE_STYLES[(i - members) % len(BASELINE_STYLES)]
+
+
 def context_plots(report: Report) -> str:
     """Per family (llama.cpp arch) and device class: TTFT, decode and peak RSS against
     context for its frontier candidates, with the baselines dashed for reference. Filled
@@ -94,8 +112,8 @@ def context_plots(report: Report) -> str:
                         pts.append(LinePoint(float(ctx), f.value, f.flash_attn,
                                              f"{c.name}\n{describe(key)}: {fmt.figure(f)}, "
                                              f"{fmt.setting(f.flash_attn)}"))
-                    colour = "#111111" if c.is_baseline else PALETTE[i % len(PALETTE)]
-                    series.append(Series(c.name, colour, c.is_baseline, tuple(pts)))
+                    colour, dash = _style(i, len(members))
+                    series.append(Series(c.name, colour, dash, tuple(pts)))
                 label = describe(parse_metric(f"{metric}@1/{cls}"), with_device=False)
                 label = label.replace(" @1", "")
                 chart = lines(series, x_ticks=ticks, x_label="context (tokens)", y_label=label)
@@ -103,10 +121,9 @@ def context_plots(report: Report) -> str:
                     f"<figure>{chart}"
                     f"<figcaption>{escape(label)} on {escape(cls)}</figcaption></figure>")
             key_items = "".join(
-                f'<span><i class="sw" style="background:{PALETTE[i % len(PALETTE)]}"></i>'
-                f"{escape(c.name)}</span>" for i, c in enumerate(members))
-            key_items += "".join(f'<span><i class="sw" style="background:#111"></i>'
-                                 f"{escape(b.name)} (baseline, dashed)</span>" for b in baselines)
+                f'<span><i class="sw" style="background:{_style(i, len(members))[0]}"></i>'
+                f"{escape(c.name)}{' (baseline, dashed)' if c.is_baseline else ''}</span>"
+                for i, c in enumerate([*members, *baselines]))
             key_items += ("<span>● flash attention on · ○ off (the setting that gave the "
                           "figure)</span>")
             out.append(f'<div class="legend">{key_items}</div><div class="plots">'

@@ -30,7 +30,7 @@ CSS = """
 .star-report .badge.dominated { background: #b3261e; color: #fff; }
 .star-report .badge.incomplete { background: #d4d4d8; color: #111; }
 .star-report .badge.baseline { background: #111; color: #fff; }
-.star-report .badge.front { background: #D55E00; color: #fff; }
+.star-report .badge.front { background: #d62728; color: #fff; }
 .star-report .badge.est { background: #fff; color: #5f6368; border: 1px dashed #9a9a9a; }
 .star-report .strip { display: inline-flex; gap: 1px; vertical-align: middle; }
 .star-report .blk { display: inline-block; width: 13px; height: 15px; border-bottom: 5px solid;
@@ -40,7 +40,7 @@ CSS = """
   gap: 10px; }
 .star-report .card { border: 1px solid #e4e4e7; border-radius: 8px; padding: 8px 12px; }
 .star-report .card.baseline { border-color: #111; }
-.star-report .card.front { border-color: #D55E00; }
+.star-report .card.front { border-color: #d62728; }
 .star-report .card h4 { margin: 0 0 6px; font-size: 13.5px; }
 .star-report .card dl { display: grid; grid-template-columns: max-content 1fr; gap: 1px 12px;
   margin: 6px 0 0; font-size: 12.5px; }
@@ -64,7 +64,8 @@ CSS = """
 .star-report details { margin: 0.5em 0; }
 .star-report summary { cursor: pointer; color: #0b57d0; }
 .star-report td.prov { font-size: 12px; }
-.star-report table.prov td.num, .star-report table.ratios td { white-space: nowrap; }
+.star-report table.prov td.num, .star-report table.ratios td.num { white-space: nowrap; }
+.star-report .scroll { overflow-x: auto; max-width: 100%; }
 .star-report tr:target { outline: 2px solid #0b57d0; }
 .star-report a { color: #0b57d0; text-decoration: none; }
 """

@@ -15,7 +15,10 @@ from html import escape
 WIDTH, HEIGHT = 380, 290
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 14, 44
 LOG_SPAN = 20.0  # max / min above which an axis is logarithmic
-FRONT = "#D55E00"
+LABEL_GAP = 12.0  # px between the baselines of two labels
+FRONT = "#d62728"  # as the run page's interactive frontier
+# baselines in line charts: black and greys, each with its own dash pattern
+BASELINE_STYLES = (("#111111", "6 3"), ("#555555", "2 2"), ("#888888", "8 3 2 3"))
 OTHER = "#9A9A9A"
 BASELINE = "#111111"
 # one colour per line: Okabe-Ito without black, then two darker extras
@@ -47,7 +50,7 @@ class LinePoint:
 class Series:
     name: str
     colour: str
-    dashed: bool
+    dash: str  # SVG stroke-dasharray ("" = solid)
     points: tuple[LinePoint, ...]
 
 
@@ -122,7 +125,19 @@ def _frame(x: Axis, y: Axis, x_label: str, y_label: str,
     return out
 
 
-def _mark(m: Mark, px: float, py: float) -> str:
+def _label_rows(marks: Sequence[tuple[Mark, float, float]]) -> dict[int, float]:
+    """A y for each labelled mark's label (by index), pushed apart so labels of nearby
+    baselines never overlap: top to bottom, each at least ``LABEL_GAP`` below the last."""
+    out: dict[int, float] = {}
+    last = -math.inf
+    for i, (_, _, py) in sorted(enumerate(marks), key=lambda t: t[1][2]):
+        y = max(py - 7, last + LABEL_GAP)
+        out[i] = y
+        last = y
+    return out
+
+
+def _mark(m: Mark, px: float, py: float, label_y: float | None = None) -> str:
     title = f"<title>{escape(m.title)}</title>"
     ref = f' data-genome="{escape(m.ref)}"' if m.ref else ""
     if m.kind == "baseline":
@@ -131,7 +146,8 @@ def _mark(m: Mark, px: float, py: float) -> str:
         right = px > LEFT + (WIDTH - LEFT - RIGHT) * 0.66
         anchor = "end" if right else "start"
         lx = px - 9 if right else px + 9
-        label = (f'<text class="blabel" x="{lx:.1f}" y="{py - 7:.1f}" text-anchor="{anchor}">'
+        ly = py - 7 if label_y is None else label_y
+        label = (f'<text class="blabel" x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}">'
                  f"{escape(m.label)}</text>") if m.label else ""
         return (f'<g class="pt baseline"{ref}><path d="M{px:.1f},{py - s:.1f} L{px + s:.1f},'
                 f'{py:.1f} L{px:.1f},{py + s:.1f} L{px - s:.1f},{py:.1f} Z" fill="{BASELINE}">'
@@ -163,8 +179,11 @@ def scatter(marks: Sequence[Mark], *, x_label: str, y_label: str) -> str:
              log=None if all(m.y > 0 for m in finite) else False)
     out = [_open("plot scatter", f"{y_label} against {x_label}"), *_frame(x, y, x_label, y_label)]
     order = {"estimated": 0, "other": 1, "front": 2, "baseline": 3}
+    labelled = [(m, x(m.x), y(m.y)) for m in finite if m.label]
+    rows = _label_rows(labelled)
+    label_y = {id(m): rows[i] for i, (m, _, _) in enumerate(labelled)}
     for m in sorted(finite, key=lambda m: order.get(m.kind, 1)):
-        out.append(_mark(m, x(m.x), y(m.y)))
+        out.append(_mark(m, x(m.x), y(m.y), label_y.get(id(m))))
     out.append("</svg>")
     return "".join(out)
 
@@ -183,7 +202,7 @@ def lines(series: Sequence[Series], *, x_ticks: Sequence[tuple[float, str]], x_l
            *_frame(x, y, x_label, y_label, x_ticks)]
     for s in series:
         ok = [p for p in s.points if math.isfinite(p.y)]
-        dash = ' stroke-dasharray="5 3"' if s.dashed else ""
+        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
         if len(ok) > 1:
             path = " ".join(f"{'M' if i == 0 else 'L'}{x(p.x):.1f},{y(p.y):.1f}"
                             for i, p in enumerate(ok))
