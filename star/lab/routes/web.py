@@ -38,7 +38,7 @@ COOKIE = "star_token"
 def plotly_js() -> Path:
     """The ``plotly.min.js`` shipped inside the plotly package (``pip install plotly``)."""
     try:
-        import plotly
+        import plotly  # type: ignore[import-untyped]
     except ImportError as exc:
         raise FileNotFoundError("plotly is not installed (pip install 'plotly>=5')") from exc
     path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
