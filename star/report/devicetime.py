@@ -26,7 +26,7 @@ from star.db.snapshots import MeasurementSnapshot
 from star.genome.spec import ArchSpec
 from star.report.model import CalibrationRow, DeviceTime
 from star.search.objectives import MEASURED, MetricKey, measured_value
-from star.search.rundata import RunData, calibrate
+from star.search.rundata import RunData
 from star.search.stages import CALIBRATION_CLIP, Calibration, grow, raw_estimate, source_context
 
 METHOD = (
@@ -121,10 +121,10 @@ def _confirm_cost(spec: ArchSpec, figures: dict[int, MeasurementSnapshot], data:
     return cost
 
 
-def _pairs(data: RunData, keys: Sequence[MetricKey]) -> dict[tuple[str, str | None], list[float]]:
-    """measured / raw estimate per (metric, class), over every confirmed candidate (the pairs
-    ``rundata.calibrate`` fits on)."""
-    out: dict[tuple[str, str | None], list[float]] = {}
+def _pairs(data: RunData, keys: Sequence[MetricKey]) -> list[tuple[MetricKey, float, float]]:
+    """(key, raw estimate, measured) of every confirmed candidate: what
+    ``rundata.calibrate`` fits on, kept here so the leave-one-out error uses the same pairs."""
+    out = []
     screen = data.config.screen_contexts()
     for gid, cand in data.candidates.items():
         if not data.confirmation_asked(cand):
@@ -136,8 +136,18 @@ def _pairs(data: RunData, keys: Sequence[MetricKey]) -> dict[tuple[str, str | No
         for key in keys:
             got = measured_value(key, rows).value
             est = raw_estimate(key, spec, data.config.quant, rows, screen).value
-            if got and est and got > 0 and est > 0 and math.isfinite(got) and math.isfinite(est):
-                out.setdefault((key.metric, key.device_class), []).append(got / est)
+            if got is not None and est is not None:
+                out.append((key, est, got))
+    return out
+
+
+def _ratios(pairs: Sequence[tuple[MetricKey, float, float]]
+            ) -> dict[tuple[str, str | None], list[float]]:
+    """measured / estimate per (metric, class), over the pairs ``Calibration.fit`` keeps."""
+    out: dict[tuple[str, str | None], list[float]] = {}
+    for key, est, got in pairs:
+        if est > 0 and got > 0 and math.isfinite(est) and math.isfinite(got):
+            out.setdefault((key.metric, key.device_class), []).append(got / est)
     return out
 
 
@@ -165,13 +175,14 @@ def device_time(data: RunData) -> DeviceTime:
     saved_jobs = 0
     if data.config.staging is not None:
         keys = _long_keys(data)
-        calibration = calibrate(data, keys)
         pairs = _pairs(data, keys)
+        calibration = Calibration.fit(pairs)  # as rundata.calibrate fits it
+        ratios = _ratios(pairs)
         for group in sorted(calibration.factors, key=lambda g: (str(g[1]), g[0])):
             rows.append(CalibrationRow(
                 metric=group[0], device_class=group[1], factor=calibration.factors[group],
                 count=calibration.counts[group], error=calibration.errors[group],
-                loo_error=_loo_error(pairs.get(group, []))))
+                loo_error=_loo_error(ratios.get(group, []))))
         saved_ms, saved_jobs = saved(data, calibration)
         saved_s = saved_ms / 1e3
     return DeviceTime(spent_s=spent_ms / 1e3, measurements=priced, unpriced=unpriced,

@@ -20,8 +20,8 @@ from star.report.devicetime import run_cost_ms
 from star.report.html import render_document
 from star.report.model import Report
 from star.search.frontier import run_frontier
-from star.search.objectives import describe
-from star.search.rundata import RunData
+from star.search.objectives import MetricKey, describe
+from star.search.rundata import RunData, calibrate
 from tests.report.conftest import CONFIRM, OBJECTIVES, SCREEN, Study
 from tests.search.test_study import figures
 
@@ -194,9 +194,16 @@ def test_staging_counts_and_savings_match_what_the_device_would_have_spent(
             m, reps, n_gen = row.measurement, row.measurement.runtime["repetitions"], cfg.n_gen
             spent += m.tries * ((reps + 2) * m.ttft_median_ms + n_gen * reps * m.decode_median_ms)
     assert t.spent_s * 1e3 == pytest.approx(spent, rel=1e-9)
-    # the calibration of the long-context estimates, per measured metric
+    # the calibration of the long-context estimates, per measured metric: the search's own
+    cal = calibrate(data, [MetricKey(m, CONFIRM, "x86")
+                           for m in ("ttft_ms", "decode_ms", "peak_rss_mb")])
     assert {c.metric for c in t.calibration} == {"ttft_ms", "decode_ms", "peak_rss_mb"}
-    assert all(c.count == len(confirmed) + 1 for c in t.calibration)
+    for row in t.calibration:
+        group = (row.metric, "x86")
+        assert (row.factor, row.count, row.error) == (cal.factors[group], cal.counts[group],
+                                                      cal.errors[group])
+        assert row.count == len(confirmed) + 1  # every confirmed candidate and the baseline
+        assert row.loo_error is not None  # each candidate left out of its own factor
     assert len(parsed.find("table", **{"class": "calib"})) == 1
 
 
