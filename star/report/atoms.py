@@ -30,5 +30,5 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def contexts(contexts: tuple[int, ...]) -> str:
-    return ", ".join(short_context(c) for c in contexts) or "–"
+def context_list(values: tuple[int, ...]) -> str:
+    return ", ".join(short_context(c) for c in values) or "–"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from star.report import fmt
-from star.report.atoms import contexts, name_html
+from star.report.atoms import context_list, name_html
 from star.report.devicetime import describe_error
 from star.report.model import Report
 from star.search.objectives import MetricKey, describe, short_context
@@ -39,9 +39,9 @@ def ties_section(r: Report) -> str:
 
 def _calibrated(r: Report, metric: str, device_class: str | None) -> str:
     """``TTFT ms @32K (x86)``: the metric at the confirm contexts it was calibrated on."""
-    contexts = " / ".join(f"@{short_context(c)}" for c in r.confirm_contexts)
+    at = " / ".join(f"@{short_context(c)}" for c in r.confirm_contexts)
     name = describe(MetricKey(metric, r.confirm_contexts[0], device_class))
-    return name.replace(f"@{short_context(r.confirm_contexts[0])}", contexts)
+    return name.replace(f"@{short_context(r.confirm_contexts[0])}", at)
 
 
 def staging_section(r: Report) -> str:
@@ -56,8 +56,8 @@ def staging_section(r: Report) -> str:
         out.append(
             f'<p class="staging" data-screened="{t.screened}" data-confirmed="{t.confirmed}" '
             f'data-saved="{t.saved_s:.6g}">Screened <b>{t.screened}</b> candidates at '
-            f"{contexts(r.screen_contexts)}; confirmed <b>{t.confirmed}</b> of them and "
-            f"{t.baselines_confirmed} baseline(s) at {contexts(r.confirm_contexts)}. Staging "
+            f"{context_list(r.screen_contexts)}; confirmed <b>{t.confirmed}</b> of them and "
+            f"{t.baselines_confirmed} baseline(s) at {context_list(r.confirm_contexts)}. Staging "
             f"saved about <b>{fmt.duration(t.saved_s)}</b> of device time ({t.saved_jobs} "
             f"confirm jobs not run; {share:.0%} of what measuring everyone at every context "
             "would have cost).</p>")

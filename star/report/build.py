@@ -10,6 +10,7 @@ candidates, never baselines.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from star.db.snapshots import CandidateSnapshot
@@ -44,8 +45,6 @@ def _spec_doc(data: RunData, cand: CandidateSnapshot) -> Mapping[str, Any] | Non
     if isinstance(stored, Mapping) and stored.get("layers"):
         return stored
     try:
-        from dataclasses import asdict
-
         return asdict(data.spec(cand.genome_hash))
     except (ValueError, KeyError):  # a genome this build cannot decode
         return None

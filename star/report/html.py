@@ -12,7 +12,7 @@ from html import escape
 
 from star.report import fmt
 from star.report.answer import answer_section
-from star.report.atoms import contexts, name_html, plural, strip_html
+from star.report.atoms import context_list, name_html, plural, strip_html
 from star.report.backmatter import provenance_section, staging_section, ties_section
 from star.report.model import CandidateView, Report
 from star.report.plots import context_plots, frontier_plots
@@ -27,14 +27,14 @@ def _header(r: Report) -> str:
     n = sum(not c.is_baseline for c in r.candidates.values())
     objectives = ", ".join(escape(describe(k)) for k in r.objectives)
     budgets = "; ".join(f"{escape(describe(k))} ≤ {fmt.num(v)}" for k, v in r.budgets)
-    staging = (f"staged: screened at {contexts(r.screen_contexts)}, confirmed at "
-               f"{contexts(r.confirm_contexts)}" if r.confirm_contexts else "not staged")
+    staging = (f"staged: screened at {context_list(r.screen_contexts)}, confirmed at "
+               f"{context_list(r.confirm_contexts)}" if r.confirm_contexts else "not staged")
     settings = " and ".join(fmt.setting(s) for s in r.flash_attn)
     out = [f"<header><h1>Run {escape(r.run)}</h1>",
            f'<p class="sub">{escape(r.status or "?")} · {n} candidates in {r.generations} '
            f"generations · {len(r.baselines)} baseline{'s' if len(r.baselines) != 1 else ''}"
            f" · {len(r.front)} on the frontier · {escape(r.quant)} weights · contexts "
-           f"{contexts(r.contexts)} ({staging}) · device classes "
+           f"{context_list(r.contexts)} ({staging}) · device classes "
            f"{escape(', '.join(r.device_classes) or 'none')} · measured with {settings}, "
            f"each objective at the better setting · {plural(r.repetitions, 'repetition')}, "
            f"{r.n_gen} generated tokens per decode figure</p>",
