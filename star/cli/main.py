@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "star.cli.proxy",
     "star.cli.search",
     "star.cli.winner",
+    "star.cli.report",
 )
 
 

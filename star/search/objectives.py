@@ -203,7 +203,7 @@ def measured_value(key: MetricKey, measurements: Iterable[DeviceMeasurement]) ->
 
 def _best_setting(key: MetricKey, rows: list[DeviceMeasurement]) -> MetricValue:
     """One device's rows at one context: the latest row per setting, then the best setting."""
-    latest: dict[bool | None, DeviceMeasurement] = {}
+    latest: dict[bool, DeviceMeasurement] = {}
     for m in rows:
         setting = bool(m.flash_attn)
         held = latest.get(setting)
@@ -213,7 +213,7 @@ def _best_setting(key: MetricKey, rows: list[DeviceMeasurement]) -> MetricValue:
     failures: list[str] = []
     ooms = 0
     for setting, m in sorted(latest.items(), key=lambda kv: bool(kv[0])):
-        fa = setting if len(latest) > 1 or m.flash_attn is not None else None
+        fa: bool | None = setting if len(latest) > 1 or m.flash_attn is not None else None
         if m.oom:
             ooms += 1
             continue

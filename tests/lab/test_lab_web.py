@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from star.db import repo
 from tests.factories import ADMIN_TOKEN
 from tests.lab.conftest import Lab
 from tests.lab.test_lab_runs_api import Seeded, seed_run
@@ -34,6 +35,19 @@ def test_page_auth_and_local_plotly(lab: Lab) -> None:
         js = anon.get("/static/plotly.min.js")
         assert js.status_code == 200 and len(js.content) > 1_000_000
         assert anon.get("/runs/999", params={"token": ADMIN_TOKEN}).status_code == 404
+
+
+def test_page_shows_the_study_report_or_says_why_there_is_none(lab: Lab) -> None:
+    seeded = seed_run(lab.db, lab.store)
+    with lab.db.session_scope() as s:
+        manual = repo.create_run(s, name="manual", config={})
+    with lab.client() as anon:
+        r = anon.get(f"/runs/{seeded.run_id}", params={"token": ADMIN_TOKEN})
+        assert 'class="star-report"' in r.text and 'id="provenance"' in r.text
+        assert r.text.count(ADMIN_TOKEN) == 1  # the boot data only: never in the report
+        r = anon.get(f"/runs/{manual.id}", params={"token": ADMIN_TOKEN})
+        assert r.status_code == 200 and "no study report" in r.text
+        assert "star search run" in r.text and 'class="star-report"' not in r.text
 
 
 class Tab:
@@ -131,11 +145,14 @@ def test_run_page_plots_and_click_shows_candidate(lab: Lab, browser: Tab) -> Non
     assert shown is not None, browser.eval("document.getElementById('details').innerText")
     assert int(shown) in seeded.front
     text = browser.eval("document.getElementById('details').innerText")
-    assert "lap" in text and "analytic costs" in text and "genome" in text
+    assert "lap" in text and "measurements" in text  # the device that measured it
+    # the report's human-readable card of that candidate, never raw JSON
+    assert browser.eval("document.querySelector('#details .card')?.dataset.candidate") == shown
+    assert "params" in text and "{" not in text
 
     # choose another objective for y: the front is recomputed over (params, ttft)
     browser.eval("(() => { const s = document.querySelector('#y');"
                  " s.value = 'ttft_ms@128/x86'; s.dispatchEvent(new Event('change')); })()")
     summary = "document.getElementById('summary').textContent"
-    assert "1 on the frontier of params, ttft_ms@128/x86" in browser.wait(
-        summary, lambda s: "ttft" in (s or ""))
+    assert "1 on the frontier of params M ↓, TTFT ms @128 ↓ (x86)" in browser.wait(
+        summary, lambda s: "TTFT" in (s or ""))
