@@ -334,16 +334,35 @@ def frontier(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    from star.report.strip import layer_pattern, mix_summary
+    from star.search.objectives import describe
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     where = f" on {report.device}" if report.device else ""
-    feasible = sum(p.feasible for p in report.points)
-    console.print(f"run [bold]{report.run}[/]{where}: {len(report.points)} candidates, "
-                  f"{feasible} feasible, {len(report.front)} on the frontier")
-    table = Table("candidate", "genome", "gen", "arch", *report.objectives)
-    for p in sorted(report.front, key=lambda p: [p.values[o] or 0.0 for o in report.objectives]):
-        table.add_row(str(p.candidate_id), p.genome_id[:12], str(p.generation), p.arch or "",
-                      *(_fmt(p.values[o]) for o in report.objectives))
+    asked = [p for p in report.points if p.role != "baseline"]
+    feasible = sum(p.feasible for p in asked)
+    console.print(f"run [bold]{report.run}[/]{where}: {len(asked)} candidates, {feasible} "
+                  f"feasible, {len(report.front)} on the frontier (measured figures only)")
+    specs = _deploy_specs(db, report)
+    table = Table("id", "architecture", "layers", "gen",
+                  *(describe(o, with_device=False) for o in report.objectives),
+                  caption="layers: A attention, W sliding window, C short conv, S SSM, "
+                          "L linear attention; device figures at each candidate's better "
+                          "flash-attention setting")
+    rows = sorted(report.front, key=lambda p: [p.values[o] or 0.0 for o in report.objectives])
+    baselines = [p for p in report.points if p.role == "baseline"]
+    for p in [*rows, *baselines]:
+        spec = specs.get(p.candidate_id)
+        name = f"{p.arch or '?'} · {mix_summary(spec) if spec else ''} · {p.genome_id[:8]}"
+        if p.role == "baseline":
+            name = f"[bold]baseline {p.label}[/] · {name}"
+        table.add_row(str(p.candidate_id), name, layer_pattern(spec) if spec else "",
+                      "-" if p.generation is None else str(p.generation),
+                      *(_fmt(p.values[o]) + ("*" if o in p.estimated else "")
+                        for o in report.objectives))
     console.print(table)
+    if any(p.estimated for p in baselines):
+        console.print("* estimated from the screening contexts (not confirmed)")
     if plot is not None:
         console.print(f"plot: {plot}")
 
@@ -351,4 +370,15 @@ def frontier(
 def _fmt(v: float | None) -> str:
     if v is None:
         return "-"
+    if v == float("inf"):
+        return "OOM"
     return f"{v:.4g}"
+
+
+def _deploy_specs(db: Any, report: Any) -> dict[int, Any]:
+    """The stored deployment-scale arch spec of each candidate shown (for its layer strip)."""
+    from star.db import repo
+
+    with db.session_scope(readonly=True) as s:
+        return {c.id: (c.arch_spec or {}).get("deploy")
+                for c in repo.list_candidates(s, run_id=report.run_id)}
