@@ -1,45 +1,15 @@
-"""``SearchConfig``: the ``search:`` section of lab_config.yaml, checked before a run starts.
-
-Example (every field is documented on the model below)::
-
-    search:
-      name: lfm2-s24
-      seed: 0
-      population: 16
-      generations: 18
-      base_genome: genomes/lfm2-350m.yaml       # frozen family genes (vocabulary, numerics)
-      seed_genomes: [genomes/lfm2-350m.yaml]
-      proxy_scale: {d_model: 128, head_dim: 32, vocab_size: 4096}
-      deploy_scale: native                       # or {d_model: 1024, ...}
-      quant: q4_0
-      contexts: [4096, 32768]
-      repetitions: 3
-      objectives: [quality, ttft_ms@4096/android:s24, peak_rss_mb@32768/android:s24]
-      budgets: [{metric: peak_rss_mb@32768/android:s24, max: 900}]
-      allowed_archs: [lfm2, qwen3, granitehybrid]
-      baselines: [genomes/llama-3.2-1b-like-350m.yaml]   # measured and trained, never bred
-      flash_attn: [false, true]                  # measure both; each objective takes the better
-      staging: {confirm: [32768], confirm_rank: 1, confirm_max: 4}
-      operators: {token_mixers: [shortconv, attention], channel_mixers: [swiglu]}
-      proxy: {tasks: [in_context_recall, text], steps: 200}
-
-Two stages of checks, every error naming its field (``objectives[2]: ...``):
-``SearchConfig.model_validate`` (names, ranges, impossible budgets, contexts) and
-``check_devices`` (a measured metric naming a device class with no registered, non-retired device).
-"""
+"""``SearchConfig`` and its parts: the ``search:`` section's schema and the checks decidable from
+the document alone (names, ranges, impossible budgets, contexts, stages)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -50,25 +20,6 @@ from star.genome import Genome, Scale, load_genome, scale_spec
 from star.genome.spec import ArchSpec, ChannelMixer, TokenMixer
 from star.proxy import ProxyConfig
 from star.search.objectives import MEASURED, MetricKey, parse_metric
-
-
-class SearchConfigError(ValueError):
-    """One or more problems, each ``field: reason``."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
-
-
-def field_path(loc: Sequence[str | int]) -> str:
-    """``("budgets", 0, "max")`` -> ``budgets[0].max``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
 
 
 class ScaleSettings(BaseModel):
@@ -459,7 +410,7 @@ class SearchConfig(BaseModel):
         if metric not in _FLOOR_WHAT:
             return None
         from star.cost import storage_type
-        from star.genome.encoding import GenomeData
+        from star.genome.encoding import MODEL_GENES, GenomeData
 
         try:
             base = self.base_genes()
@@ -467,7 +418,9 @@ class SearchConfig(BaseModel):
             return None
         vocab = GenomeData.decode(base).model["vocab_size"] if base else 65536
         tied = bool(GenomeData.decode(base).model["tie_embeddings"]) if base else True
-        width = 64  # the smallest d_model gene
+        d_gene = MODEL_GENES[0]
+        assert d_gene.name == "d_model"
+        width = d_gene.low * d_gene.unit  # the smallest width a genome can have
         if self.deploy_scale != "native":
             width = self.deploy_scale.d_model
             vocab = self.deploy_scale.vocab_size or vocab
@@ -487,133 +440,3 @@ _FLOOR_WHAT = {
     "params": "parameter count (millions)",
     "active_params": "parameter count (millions)",
 }
-
-
-def _problems(exc: ValidationError) -> list[str]:
-    out: list[str] = []
-    for err in exc.errors():
-        loc = field_path(err["loc"])
-        message = str(err["msg"]).removeprefix("Value error, ")
-        for line in message.splitlines():
-            if not loc:  # cross-field checks name their fields themselves
-                out.append(line)
-            elif line.startswith("["):  # "[i]: ..." from a list validator
-                out.append(f"{loc}{line}")
-            else:
-                out.append(f"{loc}: {line}")
-    return out
-
-
-def parse_search_config(doc: Any, *, base_dir: Path | None = None,
-                        name: str | None = None) -> SearchConfig:
-    """Validate a ``search:`` mapping; relative genome paths are resolved against ``base_dir``."""
-    if not isinstance(doc, dict):
-        raise SearchConfigError([f"search: expected a mapping, got {type(doc).__name__}"])
-    doc = dict(doc)
-    if name is not None:
-        doc["name"] = name
-    if base_dir is not None:
-
-        def resolve(p: Any) -> Any:
-            """Relative to the config file; else to the working directory, if it is there."""
-            if not isinstance(p, str) or Path(p).is_absolute():
-                return p
-            here = base_dir / p
-            return str(here if here.exists() or not Path(p).exists() else Path(p).resolve())
-
-        if "base_genome" in doc:
-            doc["base_genome"] = resolve(doc["base_genome"])
-        if isinstance(doc.get("seed_genomes"), list):
-            doc["seed_genomes"] = [resolve(p) for p in doc["seed_genomes"]]
-        if isinstance(doc.get("baselines"), list):
-            doc["baselines"] = [
-                {**b, "genome": resolve(b.get("genome"))} if isinstance(b, dict) else resolve(b)
-                for b in doc["baselines"]
-            ]
-    try:
-        config = SearchConfig.model_validate(doc)
-    except ValidationError as exc:
-        raise SearchConfigError(_problems(exc)) from None
-    problems: list[str] = []
-    paths = [("base_genome", config.base_genome)] if config.base_genome else []
-    paths += [(f"seed_genomes[{i}]", p) for i, p in enumerate(config.seed_genomes)]
-    paths += [(f"baselines[{i}]", b.genome) for i, b in enumerate(config.baselines)]
-    for where, path in paths:
-        try:
-            genome = load_genome(path)
-        except FileNotFoundError:
-            problems.append(f"{where}: {path} does not exist")
-            continue
-        except Exception as exc:  # noqa: BLE001 - InvalidGenome, YAML errors: all named here
-            problems.append(f"{where}: {path}: {exc}")
-            continue
-        if where != "base_genome":
-            problems += runtime_problems(config, where, path, genome)
-    if problems:
-        raise SearchConfigError(problems)
-    return config
-
-
-def runtime_problems(config: SearchConfig, where: str, path: Path, genome: Genome) -> list[str]:
-    """A seed or baseline that no allowed runtime runs at the deployment scale is an error
-    naming the field: it would otherwise be dropped (or refitted into another genome) silently."""
-    from star.export import UnsupportedGenome, check_exportable
-
-    try:
-        arch = check_exportable(config.deploy_spec(genome)).name
-    except UnsupportedGenome as exc:
-        return [f"{where}: {path} cannot be exported to stock llama.cpp: {exc}"]
-    except ValueError as exc:  # the deployment scale cannot be applied to it
-        return [f"{where}: {path}: at deploy_scale: {exc}"]
-    if config.allowed_archs is not None and arch not in config.allowed_archs:
-        return [f"{where}: {path} exports to llama.cpp arch {arch!r}, which allowed_archs "
-                f"{config.allowed_archs} excludes (add {arch!r} or remove the genome)"]
-    return []
-
-
-def load_search_config(path: Path, *, name: str | None = None) -> SearchConfig:
-    """The ``search:`` section of a lab_config.yaml."""
-    path = Path(path)
-    if not path.is_file():
-        raise SearchConfigError([f"config: {path} does not exist"])
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SearchConfigError([f"config: {path} is not valid YAML: {exc}"]) from None
-    if not isinstance(doc, dict) or "search" not in doc:
-        raise SearchConfigError([f"search: {path} has no `search:` section"])
-    section = doc["search"]
-    if isinstance(section, dict) and "proxy" not in section and isinstance(doc.get("proxy"), dict):
-        section = {**section, "proxy": doc["proxy"]}  # the file's `proxy:` (star proxy train)
-    return parse_search_config(section, base_dir=path.parent, name=name)
-
-
-def device_problems(config: SearchConfig, devices: Sequence[Any]) -> list[str]:
-    """Measured metrics / device classes with no registered, non-retired device of the class.
-
-    ``devices`` are ``DeviceSnapshot`` s (kind, tags, status)."""
-    live = [d for d in devices if getattr(d.status, "value", d.status) != "retired"]
-
-    def covered(device_class: str) -> bool:
-        kind, *tags = device_class.split(":")
-        return any(d.kind == kind and set(tags) <= set(d.tags) for d in live)
-
-    problems: list[str] = []
-    seen: set[str] = set()
-    for where, key in config.named_metrics():
-        if key.metric in MEASURED and key.device_class and not covered(key.device_class):
-            problems.append(f"{where}: no registered device of class {key.device_class!r}")
-            seen.add(key.device_class)
-    for i, name in enumerate(config.device_classes or ()):
-        if name not in seen and not covered(name):
-            problems.append(f"device_classes[{i}]: no registered device of class {name!r}")
-    return problems
-
-
-def check_devices(config: SearchConfig, session: Any) -> None:
-    """Raise ``SearchConfigError`` if a measured metric names a class no live device serves."""
-    from star.db import repo
-
-    problems = device_problems(config, repo.list_devices(session))
-    if problems:
-        raise SearchConfigError(problems)
