@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from star.db.device_class import DeviceClass
 from star.search.objectives import MEASURED, MetricKey, parse_metric
 
 
@@ -120,8 +121,8 @@ def run_frontier(db: Any, ref: str | int, *, device: str | None = None) -> Front
                 dev = repo.get_device(s, device)
                 device_id = dev.id
                 for key in [*objectives, *(k for k, _ in budgets)]:
-                    if key.metric in MEASURED and not (
-                        dev.kind == key.kind and set(key.tags) <= set(dev.tags)):
+                    if key.metric in MEASURED and not DeviceClass.parse(
+                            key.device_class or "").serves(dev.kind, dev.tags):
                         raise FrontierError(f"--device: {device!r} ({dev.kind}) is not of class "
                                             f"{key.device_class!r} that {key.name} names")
             except NotFoundError:

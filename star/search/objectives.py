@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from star.db.device_class import DeviceClass
+
 ANALYTIC = {"params", "active_params", "kv_bytes_per_token"}
 MEASURED = {"ttft_ms", "decode_ms", "peak_rss_mb"}
 PROXY = {"quality"}
@@ -50,11 +52,16 @@ class MetricKey:
 
     @property
     def kind(self) -> str:
-        return self.device_class.split(":")[0] if self.device_class else ""
+        return DeviceClass.parse(self.device_class).kind if self.device_class else ""
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return tuple(self.device_class.split(":")[1:]) if self.device_class else ()
+        return DeviceClass.parse(self.device_class).tags if self.device_class else ()
+
+    def serves(self, m: DeviceMeasurement) -> bool:
+        """Does measurement ``m`` (its device) count for this metric's device class?"""
+        return self.device_class is not None and DeviceClass.parse(self.device_class).serves(
+            m.device_kind, m.device_tags)
 
 
 def parse_metric(name: str) -> MetricKey:
@@ -69,8 +76,11 @@ def parse_metric(name: str) -> MetricKey:
         raise ValueError(f"{name!r}: a measured metric needs @context and /device_class")
     if metric not in MEASURED and (ctx is not None or device is not None):
         raise ValueError(f"{name!r}: {metric} takes no context or device class")
-    if device is not None and device.split(":")[0] not in ("x86", "android"):
-        raise ValueError(f"{name!r}: device class must start with x86 or android")
+    if device is not None:
+        try:
+            DeviceClass.parse(device)
+        except ValueError as exc:
+            raise ValueError(f"{name!r}: {exc}") from None
     return MetricKey(metric, int(ctx) if ctx else None, device)
 
 
@@ -181,9 +191,7 @@ def measured_value(key: MetricKey, measurements: Iterable[DeviceMeasurement]) ->
     device of the class (see the module doc). An OOM under every setting of a device is inf; a
     setting that failed is skipped when another setting of the device succeeded."""
     rows = [
-        m for m in measurements
-        if m.device_kind == key.kind and set(key.tags) <= set(m.device_tags)
-        and m.context == key.context
+        m for m in measurements if key.serves(m) and m.context == key.context
     ]
     if not rows:
         return MetricValue(None, f"no measurement for {key.name}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from star.cost import Quant
 from star.cost.roofline import DeviceRoofline, decode_seconds, ttft_seconds
+from star.db.device_class import DeviceClass
 from star.genome import ArchSpec, Genome
 from star.search.config import SearchConfig
 
@@ -84,22 +85,25 @@ def device_scale(session: object | None, device_class: str) -> tuple[float, str]
     from star.db.models import Candidate, Device, Measurement, Run
     from star.search.config import SearchConfig as Config
 
-    kind, *tags = device_class.split(":")
-    query = (select(Measurement.context, Measurement.ttft_median_ms, Candidate.genome, Run.config)
+    wanted = DeviceClass.parse(device_class)
+    query = (select(Measurement.context, Measurement.ttft_median_ms, Candidate.genome, Run.config,
+                    Device.tags)
              .join(Device, Device.id == Measurement.device_id)
              .join(Candidate, Candidate.id == Measurement.candidate_id)
              .join(Run, Run.id == Candidate.run_id)
-             .where(Device.kind == kind, Measurement.ttft_median_ms.is_not(None))
+             .where(Device.kind == wanted.kind, Measurement.ttft_median_ms.is_not(None))
              .order_by(Measurement.id.desc()).limit(200))
     ratios = []
-    for context, ttft_ms, genome, run_config in session.execute(query):  # type: ignore[attr-defined]
+    rows = session.execute(query)  # type: ignore[attr-defined]
+    for context, ttft_ms, genome, run_config, tags in rows:
+        if not wanted.serves(wanted.kind, tags or ()):
+            continue
         try:
             cfg = Config.model_validate(run_config["search"], context={"stored": True})
             spec = cfg.deploy_spec(Genome(tuple(genome["genes"])))
             ratios.append(ttft_ms / 1000 / ttft_seconds(spec, context, NOMINAL, cfg.quant))
         except Exception:  # noqa: BLE001 - a row of another shape: not evidence
             continue
-    del tags
     if len(ratios) < 3:
         return 1.0, f"{NOMINAL.name} (fewer than 3 past measurements of {device_class})"
     scale = statistics.median(ratios)

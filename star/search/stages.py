@@ -94,9 +94,7 @@ def raw_estimate(key: MetricKey, spec: ArchSpec, quant: Quant,
     frm = source_context(key.context, screen)
     if frm is None:
         return MetricValue(None, "nothing screened")
-    rows = [m for m in measurements
-            if m.device_kind == key.kind and set(key.tags) <= set(m.device_tags)
-            and m.context == frm]
+    rows = [m for m in measurements if key.serves(m) and m.context == frm]
     if not rows:
         return MetricValue(None, f"no screening measurement at {frm} tokens")
     by_device: dict[object, dict[bool, DeviceMeasurement]] = {}

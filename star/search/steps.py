@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from star.db import Database, repo
+from star.db.device_class import DeviceClass
 from star.db.errors import ConflictError
 from star.db.models import JobStage
 from star.db.snapshots import CandidateSnapshot
@@ -185,7 +186,7 @@ class Steps:
             if art is None:
                 continue
             for device_class in cfg.measured_classes():
-                kind, *tags = device_class.split(":")
+                cls = DeviceClass.parse(device_class)
                 for fa in self.settings_for(cand):
                     if any(store.job_matches(j, device_class, stage, fa)
                            for j in existing.get(cand.id, ())):
@@ -197,7 +198,8 @@ class Steps:
                                 continue
                             repo.create_profile_job(
                                 s, artifact_id=art.id, contexts=contexts, repetitions=reps,
-                                device_kind=kind, device_tags=tags, candidate_id=cand.id,
+                                device_kind=cls.kind, device_tags=cls.tags,
+                                candidate_id=cand.id,
                                 n_gen=cfg.n_gen, max_attempts=cfg.max_attempts,
                                 stage=stage.value, flash_attn=fa, dedupe_key=key,
                             )

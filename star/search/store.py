@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from star.db.device_class import DeviceClass
 from star.db.errors import NotFoundError
 from star.db.models import (
     Artifact,
@@ -150,8 +151,7 @@ def job_matches(job: JobSnapshot, device_class: str, stage: JobStage | str,
                 flash_attn: bool) -> bool:
     """Is ``job`` the search's job for this class, stage and setting? Jobs made before stages
     and settings existed (no stage: screening, no setting: off) count as theirs."""
-    kind, *tags = device_class.split(":")
-    return (job.device_kind == kind and set(job.device_tags) == set(tags)
+    return (DeviceClass.parse(device_class).same(job.device_kind, job.device_tags)
             and (job.stage or JobStage.SCREEN.value) == JobStage(stage).value
             and bool(job.flash_attn) == flash_attn)
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from star.db.device_class import DeviceClass
 from star.db.errors import ConflictError, ForbiddenError, NotFoundError
 from star.db.models import Artifact, Device, Job, JobState
 from star.db.session import db_now, rowcount
@@ -178,7 +179,7 @@ def lease_job(
     ).all()
     expires = now + timedelta(seconds=lease_seconds)
     for job_id, tags in queued:
-        if not set(tags or ()) <= set(device.tags):
+        if not DeviceClass(device.kind, tuple(tags or ())).serves(device.kind, device.tags):
             continue
         token = secrets.token_hex(16)
         result = session.execute(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from star.db.device_class import DeviceClass
 from star.search.config.errors import SearchConfigError
 from star.search.config.schema import SearchConfig
 from star.search.objectives import MEASURED
@@ -18,8 +19,8 @@ def device_problems(config: SearchConfig, devices: Sequence[Any]) -> list[str]:
     live = [d for d in devices if getattr(d.status, "value", d.status) != "retired"]
 
     def covered(device_class: str) -> bool:
-        kind, *tags = device_class.split(":")
-        return any(d.kind == kind and set(tags) <= set(d.tags) for d in live)
+        wanted = DeviceClass.parse(device_class)
+        return any(wanted.serves(d.kind, d.tags) for d in live)
 
     problems: list[str] = []
     seen: set[str] = set()
