@@ -116,13 +116,21 @@ def at_width(data: GenomeData, units: int) -> GenomeData | None:
     return out
 
 
-def at_depth(data: GenomeData, n: int) -> GenomeData:
+def _kinds(data: GenomeData) -> tuple[set[TokenMixer], set[ChannelMixer]]:
+    ops = [data.operators[k] for k in data.layers]
+    return {op.mixer for op in ops}, {op.channel for op in ops}
+
+
+def at_depth(data: GenomeData, n: int) -> GenomeData | None:
     """``data`` with ``n`` layers: layer i takes the operator (and sharing group) of layer
-    ``i * L // n``, so the pattern is stretched or squeezed and its mix kept."""
+    ``i * L // n``, so the pattern is stretched or squeezed and its order kept; None when the
+    squeezed stack would lose a kind of token or channel mixer (e.g. its only attention layer,
+    which the hybrid archs require)."""
     depth = len(data.layers)
     src = [i * depth // n for i in range(n)]
-    return GenomeData(dict(data.model), data.operators, [data.layers[i] for i in src],
-                      [data.share[i] for i in src])
+    out = GenomeData(dict(data.model), data.operators, [data.layers[i] for i in src],
+                     [data.share[i] for i in src])
+    return out if _kinds(out) == _kinds(data) else None
 
 
 def shift_ffn(data: GenomeData, delta: int) -> GenomeData | None:
@@ -165,9 +173,10 @@ def _trim(data: GenomeData, target: int, count: Count) -> _Try | None:
     if not _has_ffn(data):
         tries = []
         for n in range(1, MAX_LAYERS + 1):
-            c = _counts(at_depth(data, n))
-            if c is not None:
-                tries.append(_Try(at_depth(data, n), _value(c, count), 0))
+            deep = at_depth(data, n)
+            c = _counts(deep) if deep is not None else None
+            if deep is not None and c is not None:
+                tries.append(_Try(deep, _value(c, count), 0))
         return _best(tries, target)
     c0 = _counts(data)
     moved = shift_ffn(data, 1)
@@ -208,7 +217,8 @@ def match_params(genome: Genome, ref: Genome, *, count: Count = "total", by: By 
         options = [(u, d) for u in range(1, _MAX_UNITS + 1)
                    if (d := at_width(base, u)) is not None]
     else:
-        options = [(n, at_depth(base, n)) for n in range(1, MAX_LAYERS + 1)]
+        options = [(n, d) for n in range(1, MAX_LAYERS + 1)
+                   if (d := at_depth(base, n)) is not None]
     ranked = _nearest(options, target, count)
     if not ranked:
         raise MatchError(f"{genome.name or 'genome'}: no {by} keeps its head counts integral")
