@@ -30,9 +30,10 @@ of its majority, a linear-attention hybrid to ``qwen3``.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 
 from star.genome import Genome, repair
 from star.genome.encoding import GenomeData, OperatorGenes
@@ -59,11 +60,18 @@ LAYER_SHAPE_CAP = 0.9
 
 @dataclass(frozen=True)
 class Fit:
-    """One candidate: the genome fitted into ``arch`` and its edit cost from the input."""
+    """One candidate: the genome fitted into ``arch`` and its edit cost from the input.
+
+    ``genes`` (the canonical vector) is computed on first use: callers usually need only the
+    nearest candidate, and canonicalising all seven dominated the time of a fit."""
 
     arch: str
-    genes: tuple[int, ...]
     cost: float
+    data: GenomeData = field(repr=False, compare=False)
+
+    @cached_property
+    def genes(self) -> tuple[int, ...]:
+        return repair(self.data.encode())
 
 
 def layer_cost(before: OperatorGenes, after: OperatorGenes) -> float:
@@ -85,10 +93,12 @@ def layer_cost(before: OperatorGenes, after: OperatorGenes) -> float:
 
 
 def edit_cost(before: GenomeData, after: GenomeData) -> float:
-    """Sum of ``layer_cost`` over layers (fits never change depth or model genes)."""
+    """Sum of ``layer_cost`` over layers (fits never change depth or model genes); each
+    distinct (operator before, operator after) pair is costed once."""
     assert len(before.layers) == len(after.layers)
-    return sum(layer_cost(before.operators[a], after.operators[b])
-               for a, b in zip(before.layers, after.layers, strict=True))
+    pairs = Counter(zip(before.layers, after.layers, strict=True))
+    return sum(n * layer_cost(before.operators[a], after.operators[b])
+               for (a, b), n in pairs.items())
 
 
 def _key(values: Sequence[object] | None) -> tuple[str, ...] | None:
@@ -101,18 +111,14 @@ def _rank(vector: tuple[int, ...], archs: tuple[str, ...] | None,
     data = GenomeData.decode(repair(vector))
     tms = [TokenMixer(m) for m in mixers] if mixers else None
     cms = [ChannelMixer(c) for c in channels] if channels else None
-    fits: dict[tuple[int, ...], Fit] = {}
+    fits: list[Fit] = []
     for arch in ARCHS:
         if archs is not None and arch not in archs:
             continue
         fitted = fit_to(data, arch, token_mixers=tms, channel_mixers=cms)
-        if fitted is None:
-            continue
-        genes = repair(fitted.encode())
-        cost = round(edit_cost(data, GenomeData.decode(genes)), 9)
-        if genes not in fits or cost < fits[genes].cost:
-            fits[genes] = Fit(arch, genes, cost)
-    return tuple(sorted(fits.values(), key=lambda f: (f.cost, ARCHS.index(f.arch))))
+        if fitted is not None:
+            fits.append(Fit(arch, round(edit_cost(data, fitted), 9), fitted))
+    return tuple(sorted(fits, key=lambda f: (f.cost, ARCHS.index(f.arch))))
 
 
 def rank_fits(vector: Sequence[int], *, allowed_archs: Sequence[str] | None = None,
