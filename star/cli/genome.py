@@ -30,8 +30,10 @@ def validate(
     require_export: Annotated[bool, typer.Option(
         "--require-export", help="also fail (exit 1) when a genome does not export")] = False,
 ) -> None:
-    """Check genome files; print every problem with its field path, and for each valid genome
-    whether it exports and to which llama.cpp arch (or why not: layer and operator)."""
+    """Check genome files: problems with their field paths, and whether each exports.
+
+    For a valid genome: the llama.cpp arch it exports to, or why not (layer and operator) and
+    the nearest arch that `star genome fit` would bring it to."""
     from star.export import UnsupportedGenome, check_exportable
     from star.genome import InvalidGenome, load_genome
 
@@ -116,6 +118,7 @@ ArchOpt = Annotated[list[str] | None, typer.Option(
 RawOpt = Annotated[bool, typer.Option(
     "--raw", help="the unconstrained genome, not fitted to a runtime (may not export)")]
 OutOpt = Annotated[Path | None, typer.Option("-o", "--out", help="write YAML here")]
+_TRIES = 50  # random samples (or mutation draws) before a restricted fit is declared impossible
 
 
 def _archs(values: list[str] | None) -> tuple[str, ...] | None:
@@ -168,8 +171,8 @@ def random(
 ) -> None:
     """Sample a random genome that stock llama.cpp runs (prints YAML).
 
-    The random genome is fitted to the nearest exportable llama.cpp arch (``--arch`` restricts
-    which); ``--raw`` gives the unconstrained sample."""
+    The random genome is fitted to the nearest exportable llama.cpp arch (--arch restricts
+    which); --raw gives the unconstrained sample."""
     import numpy as np
 
     from star.cli.errors import UserError
@@ -202,8 +205,6 @@ def random(
     _emit(head + genome.to_yaml(), out)
 
 
-_TRIES = 50
-
 
 @genome_app.command()
 def mutate(
@@ -218,9 +219,10 @@ def mutate(
     raw: RawOpt = False,
     out: OutOpt = None,
 ) -> None:
-    """Mutate a genome; each mutant is fitted to the nearest exportable llama.cpp arch, which may
-    be another family than the parent's (``--arch`` / ``--keep-arch`` restrict it, ``--raw``
-    skips the fit)."""
+    """Mutate a genome into one that stock llama.cpp runs (prints YAML).
+
+    Each mutant is fitted to the nearest exportable llama.cpp arch, which may be another family
+    than the parent's (--arch / --keep-arch restrict it, --raw skips the fit)."""
     import numpy as np
 
     from star.cli.errors import UserError
@@ -273,8 +275,10 @@ def fit(
     arch: ArchOpt = None,
     out: OutOpt = None,
 ) -> None:
-    """Fit a genome to the nearest llama.cpp arch that runs it (fewest per-layer edits; see
-    star.search.runtime_fit), e.g. a linear-attention hybrid or a short conv + SSM mix."""
+    """Fit a genome to the nearest llama.cpp arch that runs it (prints YAML).
+
+    Nearest = fewest per-layer edits (star.search.runtime_fit), e.g. for a linear-attention
+    hybrid or a short conv + SSM mix; --arch restricts the archs."""
     from star.cli.errors import UserError
     from star.genome import Genome, load_genome
     from star.search.runtime_fit import rank_fits
