@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 from star.export import UnsupportedGenome, check_exportable
 from star.genome import Genome, Scale, load_genome, scale_spec
@@ -14,6 +15,7 @@ from star.genome.encoding import GenomeData
 from star.search.operators import HierarchicalMutation, LayerwiseCrossover
 from star.search.runtime_fit import make_constraint
 from tests.conftest import GENOMES
+from tests.genome.strategies import any_vectors
 
 
 def _qwen3_like() -> tuple[int, ...]:
@@ -102,3 +104,10 @@ def test_same_seed_same_cross_family_offspring() -> None:
     runs = [HierarchicalMutation(constraint_at(SMALL))._do(
         None, X, random_state=np.random.default_rng(9)) for _ in range(2)]
     assert np.array_equal(runs[0], runs[1])
+
+
+@given(any_vectors())
+@settings(max_examples=200, deadline=None)
+def test_the_search_constraint_accepts_any_vector_at_the_deploy_scale(vector: list[int]) -> None:
+    fitted = constraint_at(SMALL)(tuple(vector))
+    assert fitted is not None and arch_at(fitted, SMALL) is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 from star.export import UnsupportedGenome, check_exportable
 from star.genome import (
@@ -26,6 +27,7 @@ from star.genome.spec import ChannelMixer, TokenMixer
 from star.search.arch_fit import ARCHS
 from star.search.runtime_fit import edit_cost, fit_runtime, make_constraint, rank_fits
 from tests.conftest import GENOMES
+from tests.genome.strategies import any_vectors
 
 LFM2 = load_genome(GENOMES / "lfm2-350m.yaml").genes
 HYBRID = load_genome(GENOMES / "hybrid-ssm-attn-300m.yaml").genes
@@ -177,3 +179,11 @@ def test_random_genomes_are_fitted_to_every_family() -> None:
     archs = [arch_of(fit_runtime(random_genome(rng))) for _ in range(150)]
     assert None not in archs
     assert set(archs) >= {"lfm2", "qwen3", "llama", "mamba2", "granitehybrid"}
+
+
+@given(any_vectors())
+@settings(max_examples=400, deadline=None)
+def test_any_vector_is_fitted_to_an_exportable_genome(vector: list[int]) -> None:
+    fitted = fit_runtime(vector)
+    assert arch_of(fitted) is not None, mixers(fitted)
+    assert fit_runtime(fitted) == fitted  # a fit is a fixed point
