@@ -12,10 +12,28 @@ import typer
 
 app = typer.Typer(
     name="star",
-    help="STAR lab: hardware-in-the-loop architecture search for small language models.",
+    help="STAR lab: hardware-in-the-loop architecture search for small language models.\n\n"
+         "Example: star search run --config studies/lfm2-vs-transformer.yaml --dry-run",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from star import __version__
+
+        typer.echo(f"star-lab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """STAR lab: hardware-in-the-loop architecture search for small language models."""
 
 # Modules that contribute commands. Add one line per new module.
 _COMMAND_MODULES = (

@@ -266,6 +266,78 @@ def search_stop(run: RunArg, config: ConfigOpt = None) -> None:
         typer.echo(f"run {snap.name} is {status}; a stop is recorded")
 
 
+@search_app.command("list")
+def search_list(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Every run of the lab with its status and progress.
+
+    Example: star search list --json
+    """
+    from star.db import repo
+    from star.search import store
+
+    db = _open_db(_settings(config))
+    with db.session_scope(readonly=True) as s:
+        rows = [dict(store.run_summary(s, r)) for r in repo.list_runs(s)
+                if "search" in (r.config or {})]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "run", "status", "generations", "candidates", "jobs done/all",
+                  "last heard from")
+    for r in rows:
+        told = sum(1 for g in r["generations"] if g["told"])
+        jobs = r["jobs"]
+        done = sum(jobs.get(k, 0) for k in ("done", "failed", "cancelled"))
+        status = (r["status"] or "-") + (f" ({r['status_reason']})" if r["status_reason"]
+                                         else "")
+        table.add_row(str(r["id"]), r["run"], status, f"{told}/{r['generations_planned']}",
+                      str(r["candidates"]), f"{done}/{sum(jobs.values())}",
+                      (r["heartbeat_at"] or "-")[:19])
+    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@search_app.command("delete")
+def search_delete(
+    run: RunArg,
+    config: ConfigOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+) -> None:
+    """Delete a run and what it made: candidates, their jobs, measurements and GGUF files.
+
+    A running run is refused (stop it first). Example: star search delete old-run --yes
+    """
+    from star.db import repo
+    from star.db.errors import ConflictError, NotFoundError
+    from star.db.store import ArtifactStore
+    from star.search import store
+
+    settings = _settings(config)
+    db = _open_db(settings)
+    try:
+        with db.session_scope(readonly=True) as s:
+            snap = store.resolve_run(s, run)
+    except NotFoundError as exc:
+        fail(f"RUN: {exc}")
+    if not yes and not typer.confirm(f"delete run {snap.name!r} (id {snap.id}) and its "
+                                     "measurements?"):
+        raise typer.Exit(1)
+    try:
+        with db.session_scope() as s:
+            counts = repo.delete_run(s, run_id=snap.id)
+    except ConflictError as exc:
+        fail(f"RUN: {exc}", code=1)
+    artifacts = ArtifactStore(settings.store_dir)
+    for relative in counts.pop("paths"):
+        artifacts.resolve(relative).unlink(missing_ok=True)
+    typer.echo(f"deleted run {snap.name!r}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
 @search_app.command("status")
 def search_status(
     run: RunArg,

@@ -304,3 +304,31 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Any) -> None:
     cfg.write_text(yaml.safe_dump({"database_url": f"sqlite:///{db_file}", "search": search}))
     r = CliRunner().invoke(app, ["search", "run", "--dry-run", "-c", str(cfg)])
     assert r.exit_code == 2 and "objectives[1]: context 4096 is not in contexts" in r.output
+
+
+def test_search_list_and_delete_remove_a_run_with_what_it_made(
+        tmp_path: Any, db: Database, artifacts: ArtifactStore) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from star.cli.main import app
+
+    run_study(db, artifacts, generations=1)
+    cfg = tmp_path / "lab.yaml"
+    cfg.write_text(yaml.safe_dump({"database_url": str(db.engine.url),
+                                   "data_dir": str(tmp_path / "data"),
+                                   "artifact_store": str(artifacts.root)}))
+    r = CliRunner().invoke(app, ["search", "list", "--json", "-c", str(cfg)])
+    assert r.exit_code == 0 and [x["run"] for x in __import__("json").loads(r.output)] == [
+        "study"]
+    with db.session_scope(readonly=True) as s:
+        paths = [artifacts.resolve(a.path) for a in repo.list_artifacts(s, limit=1000)]
+    assert paths and all(p.exists() for p in paths)
+    r = CliRunner().invoke(app, ["search", "delete", "study", "--yes", "-c", str(cfg)])
+    assert r.exit_code == 0, r.output
+    with db.session_scope(readonly=True) as s:
+        assert repo.list_runs(s) == [] and repo.list_jobs(s) == []
+        assert repo.list_artifacts(s) == [] and repo.list_measurements(s) == []
+    assert not any(p.exists() for p in paths)  # the GGUF files went with their rows
+    r = CliRunner().invoke(app, ["search", "delete", "study", "--yes", "-c", str(cfg)])
+    assert r.exit_code == 2 and "RUN: no run named 'study'" in r.output

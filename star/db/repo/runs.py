@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from star.db.errors import AlreadyExistsError, NotFoundError
 from star.db.models import Candidate, CandidateRole, Generation, Run
-from star.db.session import db_now
+from star.db.session import db_now, rowcount
 from star.db.snapshots import CandidateSnapshot, GenerationSnapshot, RunSnapshot
 from star.genome.identity import content_hash
 
@@ -152,3 +152,47 @@ def list_candidates(
     if generation_id is not None:
         query = query.where(Candidate.generation_id == generation_id)
     return [CandidateSnapshot.of(r) for r in session.scalars(query)]
+
+
+def delete_run(session: Session, *, run_id: int) -> dict[str, Any]:
+    """Delete a run with everything it made: generations, candidates, their profile jobs and
+    measurements, and their artifact rows. Returns the counts and the artifact paths (relative
+    to the store) whose files the caller removes once the transaction has committed. A running
+    run is refused (stop it first): its engine would write into rows that no longer exist."""
+    from sqlalchemy import delete
+
+    from star.db.errors import ConflictError
+    from star.db.models import Artifact, Job, Measurement, RunStatus
+
+    row = session.scalars(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no run with id {run_id}")
+    if row.status == RunStatus.RUNNING.value:
+        raise ConflictError(f"run {row.name!r} is running: stop it first (`star search stop`)")
+    cids = list(session.scalars(select(Candidate.id).where(Candidate.run_id == run_id)))
+    jobs = list(session.scalars(select(Job.id).where(Job.candidate_id.in_(cids)))) if cids else []
+    arts = session.execute(select(Artifact.id, Artifact.path)
+                           .where(Artifact.candidate_id.in_(cids))).all() if cids else []
+    counts: dict[str, Any] = {"candidates": len(cids), "jobs": len(jobs),
+                              "artifacts": len(arts)}
+    counts["measurements"] = rowcount(session.execute(
+        delete(Measurement).where(Measurement.job_id.in_(jobs)))) if jobs else 0
+    if jobs:
+        session.execute(delete(Job).where(Job.id.in_(jobs)))
+    art_ids = [a for a, _ in arts]
+    if art_ids:  # an artifact some other job still uses (made by hand) stays
+        used = set(session.scalars(select(Job.artifact_id).where(Job.artifact_id.in_(art_ids))))
+        used |= set(session.scalars(select(Measurement.artifact_id)
+                                    .where(Measurement.artifact_id.in_(art_ids))))
+        gone = [(a, p) for a, p in arts if a not in used]
+        if gone:
+            session.execute(delete(Artifact).where(Artifact.id.in_([a for a, _ in gone])))
+        counts["artifacts"] = len(gone)
+        counts["paths"] = [p for _, p in gone]
+    else:
+        counts["paths"] = []
+    session.execute(delete(Candidate).where(Candidate.run_id == run_id))
+    session.execute(delete(Generation).where(Generation.run_id == run_id))
+    session.delete(row)
+    session.flush()
+    return counts
