@@ -3,9 +3,8 @@
 # data_dir), one local x86 agent, and the config's `search:` section; prints the frontier and
 # writes frontier.png (and report.html when `star report` is installed).
 #   usage: scripts/lab_run.sh CONFIG [RUN_NAME]
-# A run that is stopped (Ctrl-C) or interrupted continues with: STAR_CONFIG=CONFIG
-# star search resume RUN_NAME (start the coordinator and agent again with this script's first
-# half, or run `star serve` and `star agent run` yourself).
+# Run it again with the same RUN_NAME to continue a run that was stopped (Ctrl-C) or
+# interrupted: its told generations are replayed from the database and nothing is redone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:?usage: scripts/lab_run.sh CONFIG [RUN_NAME]}
@@ -45,8 +44,12 @@ token=$(cat "$data/$device.token")
 STAR_DEVICE_TOKEN="$token" star agent run --device "$device" > "$data/agent.log" 2>&1 &
 pids+=($!)
 
-star search run --dry-run --name "$run"
-star search run --name "$run"
+if star search status "$run" >/dev/null 2>&1; then
+  star search resume "$run"      # the same data_dir and run name: continue where it stopped
+else
+  star search run --dry-run --name "$run"
+  star search run --name "$run"
+fi
 star frontier "$run" --plot frontier.png
 if star report --help >/dev/null 2>&1; then
   star report "$run" -o report.html && echo "report: report.html"
