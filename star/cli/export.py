@@ -11,18 +11,12 @@ from typing import Annotated, Any
 import typer
 
 from star.cli.errors import fail, user_errors
+from star.export.quant import Quant
 
 
 class ScaleChoice(StrEnum):
     deploy = "deploy"  # the genome's own size
     proxy = "proxy"  # star.genome.PROXY: small width and vocabulary, same architecture
-
-
-class QuantChoice(StrEnum):
-    f32 = "f32"
-    f16 = "f16"
-    q8_0 = "q8_0"
-    q4_0 = "q4_0"
 
 
 def register(app: typer.Typer) -> None:
@@ -56,7 +50,14 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="GGUF file to write")
     ] = None,
-    quant: Annotated[QuantChoice, typer.Option(help="weight type")] = QuantChoice.f32,
+    quant: Annotated[
+        Quant,
+        typer.Option(
+            case_sensitive=False,
+            help="weight type: f32/f16 written here, the rest by llama-quantize from our f16 "
+            "(q4_k_m is what most people ship)",
+        ),
+    ] = Quant.F32,
     scale: Annotated[ScaleChoice, typer.Option(help="deploy: genome size; proxy: small")] = (
         ScaleChoice.deploy
     ),
