@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from gguf import GGMLQuantizationType as QT
 
 from star.cost import (
