@@ -20,7 +20,8 @@ from star.cost import (
     ttft_seconds,
     weight_bytes,
 )
-from star.genome import load_genome
+from star.genome import load_genome, scale_spec
+from star.genome.scale import Scale
 from tests.conftest import GENOMES
 
 LFM = load_genome(GENOMES / "lfm2-350m.yaml").to_spec()
@@ -117,3 +118,27 @@ def test_report_is_json_ready() -> None:
     assert doc["kv_bytes_per_token"] == 0
     # Mamba-2: conv tail (K-1) x (d_inner + 2GN) + H x P x N state, F32, 48 layers
     assert doc["state_bytes"] == 48 * 4 * (3 * (2048 + 256) + 32 * 64 * 128)
+
+
+def test_genome_no_runtime_runs_is_still_priced() -> None:
+    """Linear attention exports nowhere: the cost model lays it out one block per layer with the
+    obvious names, and the same rules apply (tied head Q6_K, norms F32)."""
+    spec = load_genome(GENOMES / "hybrid-linear-attn-350m.yaml").to_spec()
+    counts = count_params(spec)
+    small = sum(t.numel for t in tensors(spec) if len(t.shape) < 2 or "conv" in t.name)
+    head = spec.vocab_size * spec.d_model
+    assert spec.tie_embeddings
+    assert weight_bytes(spec, Quant.F32) == 4 * counts.params
+    assert weight_bytes(spec, Quant.Q8_0) == (counts.params - small) // 32 * 34 + 4 * small
+    assert weight_bytes(spec, Quant.Q4_0) == ((counts.params - small - head) // 32 * 18
+                                              + head // 256 * 210 + 4 * small)
+
+
+def test_report_prices_every_offered_type_the_genome_can_take() -> None:
+    doc = analyze(LFM).to_dict()
+    assert set(doc["weight_bytes"]) == {q.value for q in Quant}
+    wb = doc["weight_bytes"]
+    assert wb["q4_0"] < wb["q4_k_m"] < wb["q6_k"] < wb["q8_0"] < wb["f16"]
+    narrow = scale_spec(LFM, Scale(d_model=96, head_dim=32, vocab_size=512))
+    assert "q1_0" not in analyze(narrow).weight_bytes  # llama-quantize would abort: no guess
+    assert "q4_k_m" in analyze(narrow).weight_bytes
