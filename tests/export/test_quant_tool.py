@@ -127,12 +127,13 @@ def test_q1_0_refusal_is_caught_before_writing(tmp_path: Path) -> None:
 
 
 # Loose checks of llama.cpp's logits against the torch forward pass (F32 KV, flash attention
-# off), per family: the minimum correlation of all logits. Seen on this spec (random weights,
-# logits +-40, 48 tokens): f16/bf16 1.0000, q8_0/mxfp4_moe 0.9996, q6_k 0.997, q5_* >= 0.987,
-# q4_*/iq4_* >= 0.951, q3_*/iq3_* >= 0.842, q2_k 0.63; ternary/binary ~0.3 (they are for
-# weights trained to those values, not for rounding Gaussian ones): finite logits only.
+# off), per family: the minimum correlation of all logits. Seen on LOGITS_SPEC (random weights,
+# logits +-40, 48 tokens): f16 1.0000, bf16 0.9992, q8_0 0.997, mxfp4_moe 0.991 (experts MXFP4),
+# q6_k 0.993, q5_* >= 0.975, q4_*/iq4_* >= 0.936, q3_*/iq3_* >= 0.830, q2_k 0.65; ternary and
+# binary ~0.3 (they are for weights trained to those values, not for rounding Gaussian ones):
+# finite logits only.
 MIN_CORR = {
-    "f16": 0.999, "bf16": 0.999, "q8_0": 0.995, "mxfp4_moe": 0.995, "q6_k": 0.98,
+    "f16": 0.999, "bf16": 0.995, "q8_0": 0.99, "mxfp4_moe": 0.97, "q6_k": 0.98,
     "q5_k_m": 0.95, "q5_k_s": 0.95, "q5_1": 0.95, "q5_0": 0.95,
     "q4_k_m": 0.9, "q4_k_s": 0.9, "q4_1": 0.9, "q4_0": 0.9, "iq4_nl": 0.9, "iq4_xs": 0.9,
     "q3_k_l": 0.7, "q3_k_m": 0.7, "q3_k_s": 0.7, "iq3_m": 0.7, "iq3_s": 0.7, "q2_k": 0.4,
