@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from star.cli.errors import fail, user_errors
+from star.export.quant import Quant
 
 
 class ScaleChoice(StrEnum):
@@ -22,13 +23,6 @@ class ScaleChoice(StrEnum):
 class FormatChoice(StrEnum):
     gguf = "gguf"  # one file for stock llama.cpp
     hf = "hf"  # a folder for transformers' AutoModelForCausalLM.from_pretrained
-
-
-class QuantChoice(StrEnum):
-    f32 = "f32"
-    f16 = "f16"
-    q8_0 = "q8_0"
-    q4_0 = "q4_0"
 
 
 def register(app: typer.Typer) -> None:
@@ -63,7 +57,14 @@ def export(
         Path | None,
         typer.Option("--output", "-o", help="GGUF file to write (a folder with --format hf)"),
     ] = None,
-    quant: Annotated[QuantChoice, typer.Option(help="weight type")] = QuantChoice.f32,
+    quant: Annotated[
+        Quant,
+        typer.Option(
+            case_sensitive=False,
+            help="weight type: f32/f16 written here, the rest by llama-quantize from our f16 "
+            "(q4_k_m is what most people ship)",
+        ),
+    ] = Quant.F32,
     scale: Annotated[ScaleChoice, typer.Option(help="deploy: genome size; proxy: small")] = (
         ScaleChoice.deploy
     ),
@@ -161,7 +162,7 @@ def export_hf_folder(
     genome: Path,
     output: Path | None,
     *,
-    quant: QuantChoice,
+    quant: Quant,
     scale: ScaleChoice,
     weights: Path | None,
     random_seed: int | None,
@@ -182,7 +183,7 @@ def export_hf_folder(
         fail("give --weights or --random-seed, not both")
     if output is None and not dry_run:
         fail("missing --output / -o: the folder to write (or use --dry-run)")
-    if quant not in (QuantChoice.f32, QuantChoice.f16):
+    if quant not in (Quant.F32, Quant.F16):
         fail(f"--quant {quant.value}: --format hf writes f32 or f16 (quantised types are GGUF's)")
     if output is not None and not dry_run and not force:
         if output.exists() and (not output.is_dir() or any(output.iterdir())):

@@ -428,8 +428,9 @@ class SearchConfig(BaseModel):
         if metric in ("params", "active_params"):
             return params / 1e6
         shape = (vocab, width)
-        nbytes = storage_type("embed.weight", shape, self.quant).nbytes(shape)
-        return nbytes * (1 if tied else 2) / 2**20
+        head = storage_type("lm_head.weight", shape, self.quant).nbytes(shape)
+        embd = storage_type("embed.weight", shape, self.quant).nbytes(shape)
+        return (head if tied else embd + head) / 2**20
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
