@@ -29,7 +29,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from device_agents.protocol import (
@@ -41,82 +41,102 @@ from device_agents.protocol import (
 )
 from star.db import repo
 from star.db.models import Artifact, Candidate, Device, Generation, Measurement
-from star.lab.deps import AdminDep, DatabaseDep, SessionDep, StoreDep, TxRoute
+from star.lab.deps import AdminDep, DatabaseDep, SessionDep, StoreDep, TxRoute, id_path
+from star.lab.openapi import conflict
 from star.lab.public import candidate_public, run_public
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["runs"], route_class=TxRoute)
 
+RunId = Annotated[int, id_path("run")]
+CandidateId = Annotated[int, id_path("candidate")]
+_NO_ENGINES = ("this coordinator runs no search engines (coordinator.engines: false): launch "
+               "with start=false and drive the run with `star search resume NAME`")
+
 # ---- schemas ---------------------------------------------------------------------------------
 
 
 class MeasurementDetail(BaseModel):
-    id: int
-    job_id: int
-    artifact_id: int
-    device_id: int
-    device_name: str
-    device_kind: str
-    device_tags: list[str]
-    context: int
-    ttft_median_ms: float | None = None
-    ttft_stddev_ms: float | None = None
-    ttft_samples_ms: list[float] | None = None
-    decode_median_ms: float | None = None
-    decode_stddev_ms: float | None = None
-    decode_samples_ms: list[float] | None = None
-    peak_rss_bytes: int | None = None
-    oom: bool
-    error: str | None = None
-    temp_before_c: float | None = None
-    temp_after_c: float | None = None
-    thermal: dict[str, Any] | None = None
-    runtime: dict[str, Any]
-    flagged_hot: bool
-    flagged_noisy: bool
-    created_at: datetime | None = None
+    """A measurement with its samples, thermal readings and device."""
+
+    id: int = Field(description="measurement id")
+    job_id: int = Field(description="the job that measured it")
+    artifact_id: int = Field(description="the model file measured")
+    device_id: int = Field(description="the device that measured")
+    device_name: str = Field(description="its name")
+    device_kind: str = Field(description="its kind (android, x86)")
+    device_tags: list[str] = Field(description="its tags")
+    context: int = Field(description="context length, tokens")
+    ttft_median_ms: float | None = Field(default=None, description="time to first token, ms")
+    ttft_stddev_ms: float | None = Field(default=None, description="its standard deviation")
+    ttft_samples_ms: list[float] | None = Field(default=None, description="its samples")
+    decode_median_ms: float | None = Field(default=None, description="ms per generated token")
+    decode_stddev_ms: float | None = Field(default=None, description="its standard deviation")
+    decode_samples_ms: list[float] | None = Field(default=None, description="its samples")
+    peak_rss_bytes: int | None = Field(default=None, description="peak RSS of the prefill")
+    oom: bool = Field(description="ran out of memory")
+    error: str | None = Field(default=None, description="why it could not be measured")
+    temp_before_c: float | None = Field(default=None, description="hottest zone before, C")
+    temp_after_c: float | None = Field(default=None, description="hottest zone after, C")
+    thermal: dict[str, Any] | None = Field(default=None,
+                                           description="every zone, before and after")
+    runtime: dict[str, Any] = Field(description="the runtime's settings")
+    flagged_hot: bool = Field(description="measured hotter than coordinator.hot_celsius")
+    flagged_noisy: bool = Field(description="spread above coordinator.noisy_cv")
+    created_at: datetime | None = Field(default=None, description="when it was stored")
 
 
 class ArtifactLink(BaseModel):
-    id: int
-    sha256: str
-    size_bytes: int
-    format: str
-    quant: str
-    url: str  # download: GET this with the admin (or a device) token
+    """A candidate's file and where to download it."""
+
+    id: int = Field(description="artifact id")
+    sha256: str = Field(description="sha256 of the file")
+    size_bytes: int = Field(description="file size")
+    format: str = Field(description="file format (gguf)")
+    quant: str = Field(description="quantization")
+    url: str = Field(description="download: GET this with the admin (or a device) token")
 
 
 class CandidateDetail(CandidatePublic):
-    generation: int | None = None
-    arch: str | None = None  # the llama.cpp architecture it exports to
-    artifacts: list[ArtifactLink]
-    measurements: list[MeasurementDetail]
+    """A candidate with its artifacts and every measurement."""
+
+    generation: int | None = Field(default=None, description="its generation's index")
+    arch: str | None = Field(default=None,
+                             description="the llama.cpp architecture it exports to")
+    artifacts: list[ArtifactLink] = Field(description="its files")
+    measurements: list[MeasurementDetail] = Field(description="its measurements")
 
 
 class FrontierPointPublic(BaseModel):
-    candidate_id: int
-    genome_id: str
-    generation: int | None = None
-    arch: str | None = None
-    values: dict[str, float | str | None]  # "inf": OOM; null: missing
-    feasible: bool
-    reason: str | None = None
-    on_front: bool
-    url: str
+    """One candidate's objective values."""
+
+    candidate_id: int = Field(description="candidate id")
+    genome_id: str = Field(description="sha256 of its genome")
+    generation: int | None = Field(default=None, description="its generation's index")
+    arch: str | None = Field(default=None, description="its llama.cpp architecture")
+    values: dict[str, float | str | None] = Field(
+        description='objective -> value; "inf": OOM; null: missing')
+    feasible: bool = Field(description="within every budget")
+    reason: str | None = Field(default=None, description="why it is not feasible")
+    on_front: bool = Field(description="non-dominated among the feasible")
+    url: str = Field(description="the candidate's details")
 
 
 class FrontierPublic(BaseModel):
-    run_id: int
-    run: str
-    status: str | None = None
-    device: str | None = None
-    objectives: list[str]  # every objective of the run (retargeted to ``device`` if a class)
-    selected: list[str]  # those the front was computed over
-    budgets: list[dict[str, Any]]
-    data: list[FrontierPointPublic]
-    count: int
-    front: int
+    """A run's Pareto frontier, computed from its stored rows."""
+
+    run_id: int = Field(description="run id")
+    run: str = Field(description="run name")
+    status: str | None = Field(default=None, description="the run's status")
+    device: str | None = Field(default=None, description="the device (class) the values are for")
+    objectives: list[str] = Field(description=(
+        "every objective of the run (retargeted to device if a class)"))
+    selected: list[str] = Field(description="those the front was computed over")
+    budgets: list[dict[str, Any]] = Field(description="the run's budgets (constraints)")
+    data: list[FrontierPointPublic] = Field(description="every candidate")
+    count: int = Field(description="how many are in data")
+    front: int = Field(description="how many are on the front")
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -144,9 +164,7 @@ def _supervisor(request: Request) -> Any:
     """This process's ``EngineSupervisor``; 409 when ``coordinator.engines`` is off."""
     supervisor = request.app.state.engines
     if supervisor is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=(
-            "this coordinator runs no search engines (coordinator.engines: false): launch with "
-            "start=false and drive the run with `star search resume NAME`"))
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=_NO_ENGINES)
     return supervisor
 
 
@@ -192,6 +210,7 @@ def _csv_value(v: Any) -> Any:
 
 @router.get("/runs")
 def list_runs(session: SessionDep, _: AdminDep) -> RunsPublic:
+    """Every run."""
     data = [run_public(r) for r in repo.list_runs(session)]
     return RunsPublic(data=data, count=len(data))
 
@@ -200,6 +219,8 @@ def list_runs(session: SessionDep, _: AdminDep) -> RunsPublic:
     "/runs", status_code=status.HTTP_201_CREATED,
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": search_config_schema()}}}},
+    responses=conflict("The name is taken, or this coordinator runs no engines (start=true).",
+                       "name: a run named 'demo' exists; `star search resume demo` continues it"),
 )
 def launch_run(
     body: dict[str, Any],
@@ -249,7 +270,7 @@ def launch_run(
 
 
 @router.post("/runs/{run_id}/stop")
-def stop_run(run_id: int, db: DatabaseDep, _: AdminDep) -> RunPublic:
+def stop_run(run_id: RunId, db: DatabaseDep, _: AdminDep) -> RunPublic:
     """Ask the run's engine (wherever it runs) to stop at its next phase boundary. A stopped
     run is not adopted by any coordinator; ``POST /runs/{id}/resume`` continues it."""
     from star.db.repo import lifecycle
@@ -258,8 +279,10 @@ def stop_run(run_id: int, db: DatabaseDep, _: AdminDep) -> RunPublic:
         return run_public(lifecycle.request_stop(s, run_id=run_id))
 
 
-@router.post("/runs/{run_id}/resume", status_code=status.HTTP_202_ACCEPTED)
-def resume_run(run_id: int, request: Request, db: DatabaseDep, _: AdminDep) -> RunPublic:
+@router.post("/runs/{run_id}/resume", status_code=status.HTTP_202_ACCEPTED, responses=conflict(
+    "The run is done, driven by an engine already, or this coordinator runs no engines.",
+    "run 'demo' is done"))
+def resume_run(run_id: RunId, request: Request, db: DatabaseDep, _: AdminDep) -> RunPublic:
     """Continue a stopped or failed run in this coordinator (deterministic replay of its told
     generations). 409 if it is done, or if an engine was heard from recently."""
     from star.search.engine import SearchError
@@ -286,12 +309,14 @@ def resume_run(run_id: int, request: Request, db: DatabaseDep, _: AdminDep) -> R
 
 
 @router.get("/runs/{run_id}")
-def get_run(run_id: int, session: SessionDep, _: AdminDep) -> RunPublic:
+def get_run(run_id: RunId, session: SessionDep, _: AdminDep) -> RunPublic:
+    """One run."""
     return run_public(repo.get_run(session, run_id))
 
 
 @router.get("/runs/{run_id}/candidates")
-def list_candidates(run_id: int, session: SessionDep, _: AdminDep) -> CandidatesPublic:
+def list_candidates(run_id: RunId, session: SessionDep, _: AdminDep) -> CandidatesPublic:
+    """The run's candidates."""
     repo.get_run(session, run_id)
     data = [candidate_public(c) for c in repo.list_candidates(session, run_id=run_id)]
     return CandidatesPublic(data=data, count=len(data))
@@ -299,12 +324,14 @@ def list_candidates(run_id: int, session: SessionDep, _: AdminDep) -> Candidates
 
 @router.get("/runs/{run_id}/frontier")
 def get_frontier(
-    run_id: int,
+    run_id: RunId,
     db: DatabaseDep,
     _: AdminDep,
-    device: Annotated[str | None, Query(description="a device name or class (kind[:tag])")]
+    device: Annotated[str | None, Query(max_length=200,
+                                        description="a device name or class (kind[:tag])")]
     = None,
-    objectives: Annotated[str | None, Query(description="comma-separated objectives of the run "
+    objectives: Annotated[str | None, Query(max_length=2000,
+                                            description="comma-separated objectives of the run "
                                                         "to compute the front over")] = None,
 ) -> FrontierPublic:
     """Non-dominated sort of the run's feasible candidates, from its stored rows."""
@@ -362,7 +389,7 @@ def get_frontier(
 
 @router.get("/runs/{run_id}/measurements.csv", response_class=Response,
             responses={200: {"content": {"text/csv": {}}}})
-def measurements_csv(run_id: int, session: SessionDep, _: AdminDep) -> Response:
+def export_measurements_csv(run_id: RunId, session: SessionDep, _: AdminDep) -> Response:
     """Every measurement of the run's candidates, one row each, with its provenance."""
     run = repo.get_run(session, run_id)
     query = (
@@ -412,7 +439,7 @@ def measurements_csv(run_id: int, session: SessionDep, _: AdminDep) -> Response:
 
 
 @router.get("/candidates/{candidate_id}")
-def get_candidate(candidate_id: int, session: SessionDep, _: AdminDep) -> CandidateDetail:
+def get_candidate(candidate_id: CandidateId, session: SessionDep, _: AdminDep) -> CandidateDetail:
     """A candidate with its genome, arch, analytic costs, proxy metrics, artifacts (download
     links) and every measurement (spread, samples, temperatures, device)."""
     from star.search import store as search_store
