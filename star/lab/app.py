@@ -21,9 +21,11 @@ from typing import Any
 
 from anyio import to_thread
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 import star
@@ -63,6 +65,7 @@ def _invalid(loc: tuple[str | int, ...], message: str) -> JSONResponse:
     )
 
 
+_UNPARSEABLE = "There was an error parsing the body"  # FastAPI's words for an undecodable body
 _ECHO_CHARS = 200  # an echoed string is cut here: a 10 MB field is not sent back
 _ECHO_ITEMS = 20  # an echoed list or object is cut here: so are a million samples
 
@@ -106,6 +109,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         ]
         code = status.HTTP_422_UNPROCESSABLE_CONTENT
         return JSONResponse(status_code=code, content={"detail": detail})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers a body it cannot decode (not UTF-8) with a bare 400; it is a refused
+        # field like any other: 422 naming the body.
+        if exc.status_code == 400 and exc.detail == _UNPARSEABLE:
+            return _invalid((), "the body is not JSON in UTF-8")
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RepoError)
     async def _repo_error(_: Request, exc: RepoError) -> JSONResponse:

@@ -122,7 +122,8 @@ def install_docs(app: FastAPI) -> None:
             swagger_js_url=f"{root}{DOCS_STATIC}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{DOCS_STATIC}/swagger-ui.css",
             swagger_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
-            swagger_ui_parameters=app.swagger_ui_parameters,
+            # no badge from the public validator: nothing on the page leaves the coordinator
+            swagger_ui_parameters={**(app.swagger_ui_parameters or {}), "validatorUrl": None},
         )
 
     @app.get("/redoc", include_in_schema=False)

@@ -164,7 +164,9 @@ def test_result_submission_is_idempotent(lab: Lab) -> None:
         ("contexts.0.ttft_ms.samples", [1.0, float("inf")]),
     ],
 )
-def test_bad_measurements_are_422_naming_the_field_and_end_the_attempt(lab: Lab, path: str, value: Any) -> None:
+def test_bad_measurements_are_422_naming_the_field_and_end_the_attempt(
+    lab: Lab, path: str, value: Any
+) -> None:
     loc: list[Any] = [int(p) if p.isdigit() else p for p in path.split(".")]
     token = lab.register("m1")
     art = lab.upload(b"model-2")

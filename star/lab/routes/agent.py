@@ -45,7 +45,7 @@ from star.lab.deps import (
     device_of_token,
     id_path,
 )
-from star.lab.openapi import conflict
+from star.lab.openapi import NOT_FOUND, conflict
 from star.lab.public import aware, device_public, job_public, job_spec, result_ack
 
 router = APIRouter(prefix="/agent", tags=["agent"], route_class=TxRoute)
@@ -140,7 +140,7 @@ def update_properties(
     )
 
 
-@router.post("/heartbeat", responses={**_LEASE_LOST, **_NOT_YOURS})
+@router.post("/heartbeat", responses={**_LEASE_LOST, **_NOT_YOURS, 404: NOT_FOUND})
 def send_heartbeat(
     body: Heartbeat, device: AgentDep, session: SessionDep, settings: SettingsDep
 ) -> HeartbeatAck:

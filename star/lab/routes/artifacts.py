@@ -32,7 +32,7 @@ from star.lab.deps import (
     id_query,
 )
 from star.lab.limits import too_large
-from star.lab.openapi import TOO_LARGE
+from star.lab.openapi import NOT_FOUND, TOO_LARGE
 from star.lab.public import artifact_public
 
 router = APIRouter(prefix="/artifacts", tags=["artifacts"], route_class=TxRoute)
@@ -48,7 +48,7 @@ _BINARY_BODY = {
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=_BINARY_BODY,
-             responses={413: TOO_LARGE})
+             responses={413: TOO_LARGE, 404: NOT_FOUND})
 async def upload_artifact(
     request: Request,
     db: DatabaseDep,
