@@ -11,7 +11,7 @@ contradicts the job, by the endpoint itself (in its own transaction).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
@@ -54,9 +54,10 @@ JobId = Annotated[int, id_path("job")]
 _LEASE_LOST = conflict("The job is no longer held under this lease (requeued, cancelled, "
                        "done by another device).",
                        "job 7 is no longer held under this lease (state queued)")
-_NOT_YOURS = {403: {"description": "The job is leased to another device.",
-                    "content": {"application/json": {"example": {
-                        "detail": "job 7 is not leased to this device"}}}}}
+_NOT_YOURS: dict[int | str, dict[str, Any]] = {403: {
+    "description": "The job is leased to another device.",
+    "content": {"application/json": {"example": {"detail": "job 7 is not leased to this device"}}},
+}}
 
 
 def _refusal(exc: RequestValidationError) -> str:
@@ -98,7 +99,7 @@ def end_refused_attempt(request: Request, body: Any, reason: str) -> None:
 class ResultRoute(TxRoute):
     """The result route: a body its schema refuses (422) ends the attempt it names."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def refusing(request: Request) -> Response:
