@@ -10,6 +10,7 @@ a 413; text the database cannot hold (NUL, lone surrogates) is a 422 naming its 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from device_agents.schemas import MAX_BYTES, MAX_SAMPLES
-from tests.factories import api, make_report
+from tests.factories import ADMIN_TOKEN, api, make_report
 from tests.lab.conftest import Lab, start_lab
 
 BIG_IDS = [2**31, 2**63]  # past PostgreSQL's int4 (the id columns) and past SQLite's int64
@@ -225,3 +226,32 @@ def test_a_body_over_the_limit_is_413_declared_or_streamed(small_lab: Lab) -> No
                        headers={"Content-Type": "application/octet-stream"})
     assert r.status_code == 413 and "max_artifact_bytes" in r.json()["detail"], r.text
     assert lab.admin.get(api("/artifacts")).json()["count"] == 1
+
+
+# --- what the bounds cannot reach --------------------------------------------------------------
+
+
+def test_a_refused_result_never_touches_another_devices_lease(any_lab: Lab) -> None:
+    lab = any_lab
+    owner = lab.register("owner")
+    other = lab.register("other")
+    art = lab.upload(b"GGUF-not-yours")
+    job = lab.job(art["id"])
+    with lab.client(owner) as agent:
+        spec = agent.post(api("/agent/lease")).json()["job"]
+    report = make_report(art["sha256"], spec["contexts"]).model_dump(mode="json")
+    report["runtime"]["threads"] = 2**70
+    body = {"lease_token": spec["lease_token"], "idempotency_key": "not-my-job", "report": report}
+    with lab.client(other) as intruder:  # even with the right lease token: not its job
+        r = _post_raw(intruder, api(f"/agent/jobs/{job['id']}/result"), body)
+    assert _names(r, "body", "report", "runtime", "threads")
+    after = lab.admin.get(api(f"/jobs/{job['id']}")).json()
+    assert (after["state"], after["attempts"], after["last_error"]) == ("leased", 0, None)
+
+
+def test_a_value_no_schema_bounds_is_still_not_a_500(any_lab: Lab) -> None:
+    """The browser page's run id (star.lab.routes.web) has no bound of its own: the database's
+    refusal (SQLite: past int64; PostgreSQL: past int4) is answered as a 422, not a crash."""
+    r = any_lab.admin.get(f"/runs/{2**63}", params={"token": ADMIN_TOKEN})
+    assert r.status_code == 422, r.text
+    assert re.search(r"too large|cannot be stored", r.json()["detail"][0]["msg"]), r.text
