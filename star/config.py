@@ -57,6 +57,9 @@ class CoordinatorSettings(BaseModel):
     # reports how many it took (sent to agents with every job: one rule on both sides).
     max_tries: int = Field(default=3, ge=1, le=20)
     max_artifact_bytes: int = Field(default=8 * 1024**3, gt=0)
+    # Any other request body larger than this is refused (413) before it is parsed. The largest
+    # real message, a result, is a few kB per context measured.
+    max_body_bytes: int = Field(default=16 * 1024**2, gt=0)
     # Threads that run request handlers (and hold database sessions) per server process.
     threads: int = Field(default=8, ge=1, le=256)
     # Seconds a device token stays authenticated without a database look-up (0: every call).
@@ -85,6 +88,12 @@ class AgentSettings(BaseModel):
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     backoff_base_s: float = Field(default=0.5, gt=0)
     backoff_cap_s: float = Field(default=60.0, gt=0)
+    # A coordinator that answers 500 to a request has failed on that request: it is sent again
+    # (with the backoff above) at most this many times, or for this long, then given up (a
+    # spooled result is set aside in spool/rejected/). An unreachable coordinator (connection
+    # refused, 502/503/504 from a proxy, 429) is waited for without a bound: it is restarting.
+    server_error_tries: int = Field(default=8, ge=1, le=1000)
+    server_error_s: float = Field(default=600.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0)
     llama_bench_path: Path | None = None  # default: star.runtime.ensure_runtime().llama_bench
     threads: int | None = Field(default=None, gt=0)  # default: the runner decides

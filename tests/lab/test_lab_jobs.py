@@ -164,7 +164,9 @@ def test_result_submission_is_idempotent(lab: Lab) -> None:
         ("contexts.0.ttft_ms.samples", [1.0, float("inf")]),
     ],
 )
-def test_bad_measurements_are_422_naming_the_field(lab: Lab, path: str, value: Any) -> None:
+def test_bad_measurements_are_422_naming_the_field_and_end_the_attempt(
+    lab: Lab, path: str, value: Any
+) -> None:
     loc: list[Any] = [int(p) if p.isdigit() else p for p in path.split(".")]
     token = lab.register("m1")
     art = lab.upload(b"model-2")
@@ -186,7 +188,10 @@ def test_bad_measurements_are_422_naming_the_field(lab: Lab, path: str, value: A
     assert r.status_code == 422, r.text
     locs = [d["loc"] for d in r.json()["detail"]]
     assert any(found[: len(loc) + 2] == ["body", "report", *loc] for found in locs), locs
-    assert lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "leased"
+    # the refused result ends the attempt: the job is back in the queue, the refusal its error
+    after = lab.admin.get(api(f"/jobs/{job['id']}")).json()
+    assert (after["state"], after["attempts"]) == ("queued", 1), after
+    assert "refused its result" in after["last_error"] and loc[-1] in after["last_error"]
 
 
 def test_security_tokens_and_ownership(lab: Lab) -> None:
