@@ -205,6 +205,20 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.current_timestamp())
 
 
+class CandidateArtifact(Base):
+    """A deployment file of a candidate (revision 0005). Artifacts are content-addressed, so
+    one file may belong to candidates of several runs (the same genome, the same seed)."""
+
+    __tablename__ = "candidate_artifacts"
+
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True
+    )
+    artifact_id: Mapped[int] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_state_lease", "state", "lease_expires_at"),)

@@ -28,6 +28,7 @@ from star.db.errors import NotFoundError
 from star.db.models import (
     Artifact,
     Candidate,
+    CandidateArtifact,
     Device,
     Generation,
     Job,
@@ -162,14 +163,15 @@ def job_exists(session: Session, key: str) -> bool:
 
 def artifacts_of_candidates(session: Session, candidate_ids: Iterable[int], *, quant: str,
                             fmt: str = "gguf") -> dict[int, ArtifactSnapshot]:
-    """Each candidate's deployment file of this format and quantization (the latest)."""
+    """Each candidate's deployment file of this format and quantization (the latest linked)."""
     wanted = sorted(set(candidate_ids))
     if not wanted:
         return {}
-    query = (select(Artifact).where(Artifact.candidate_id.in_(wanted), Artifact.quant == quant,
-                                    Artifact.format == fmt).order_by(Artifact.id))
-    return {r.candidate_id: ArtifactSnapshot.of(r)  # type: ignore[misc]
-            for r in session.scalars(query)}
+    query = (select(CandidateArtifact.candidate_id, Artifact)
+             .join(Artifact, Artifact.id == CandidateArtifact.artifact_id)
+             .where(CandidateArtifact.candidate_id.in_(wanted), Artifact.quant == quant,
+                    Artifact.format == fmt).order_by(Artifact.id))
+    return {cid: ArtifactSnapshot.of(art) for cid, art in session.execute(query)}
 
 
 def baselines_of(session: Session, *, run_id: int) -> dict[str, CandidateSnapshot]:
@@ -262,7 +264,8 @@ def generation_progress(session: Session, *, run_id: int, index: int) -> dict[st
           and ((cands[g].analytic_costs or {}).get("prescreen") or {}).get("ok")]
     cids = [c.id for c in ok]
     exported = set(session.scalars(
-        select(Artifact.candidate_id).where(Artifact.candidate_id.in_(cids)))) if cids else set()
+        select(CandidateArtifact.candidate_id).where(
+            CandidateArtifact.candidate_id.in_(cids)))) if cids else set()
     jobs = [j for js in jobs_of_candidates(session, cids).values() for j in js]
     return {
         "candidates": len(ids),

@@ -16,8 +16,8 @@ from star.db.models import Base
 from tests.factories import database_url, make_settings
 
 
-def test_head_is_the_fourth_revision() -> None:
-    assert head_revision() == "0004"
+def test_head_is_the_fifth_revision() -> None:
+    assert head_revision() == "0005"
 
 
 def test_upgrade_an_empty_database(backend: str, tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_upgrade_moves_the_run_lifecycle_out_of_json(backend: str, tmp_path: Pat
         for name, doc in old.items():
             conn.execute(text("INSERT INTO runs (name, config, created_at) VALUES "
                               "(:n, :c, CURRENT_TIMESTAMP)"), {"n": name, "c": json.dumps(doc)})
-    assert upgrade(db) == "0004"
+    assert upgrade(db, "0004") == "0004"
     with db.session_scope(readonly=True) as s:
         shut, halt, plain = (get_run_by_name(s, n) for n in ("shut", "halt", "plain"))
     assert (shut.status, shut.status_reason) == (RunStatus.SUSPENDED, "coordinator shut down")

@@ -332,3 +332,21 @@ def test_search_list_and_delete_remove_a_run_with_what_it_made(
     assert not any(p.exists() for p in paths)  # the GGUF files went with their rows
     r = CliRunner().invoke(app, ["search", "delete", "study", "--yes", "-c", str(cfg)])
     assert r.exit_code == 2 and "RUN: no run named 'study'" in r.output
+
+
+def test_two_runs_of_the_same_genomes_share_files_but_each_measures_its_candidates(
+        db: Database, artifacts: ArtifactStore) -> None:
+    """Artifacts are content-addressed: the same genome and seed in a second run export the
+    same bytes. The second run's candidates are still linked to the file and measured (this
+    once left them with no jobs and infeasible)."""
+    run_study(db, artifacts, generations=1, baselines=[])
+    cfg = search_config(name="again", **{**STUDY, "generations": 1, "baselines": []})
+    device = SimulatedDevice(db, cfg, name="lap2")
+    assert SearchEngine.create(db, artifacts, cfg, on_phase=device).run() is RunStatus.DONE
+    with db.session_scope(readonly=True) as s:
+        first, again = (repo.get_run_by_name(s, n) for n in ("study", "again"))
+        gens = [repo.list_generations(s, r.id)[0].state for r in (first, again)]
+        arts = repo.list_artifacts(s, limit=1000)
+    assert gens[0]["genome_ids"] == gens[1]["genome_ids"]  # the same seed asks the same
+    assert gens[1]["reasons"] == gens[0]["reasons"]  # measured alike, feasible alike
+    assert len(device.ran) > 0 and len(arts) == len({a.sha256 for a in arts})  # shared files

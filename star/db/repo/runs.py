@@ -162,7 +162,7 @@ def delete_run(session: Session, *, run_id: int) -> dict[str, Any]:
     from sqlalchemy import delete
 
     from star.db.errors import ConflictError
-    from star.db.models import Artifact, Job, Measurement, RunStatus
+    from star.db.models import Artifact, CandidateArtifact, Job, Measurement, RunStatus
 
     row = session.scalars(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
     if row is None:
@@ -171,26 +171,30 @@ def delete_run(session: Session, *, run_id: int) -> dict[str, Any]:
         raise ConflictError(f"run {row.name!r} is running: stop it first (`star search stop`)")
     cids = list(session.scalars(select(Candidate.id).where(Candidate.run_id == run_id)))
     jobs = list(session.scalars(select(Job.id).where(Job.candidate_id.in_(cids)))) if cids else []
-    arts = session.execute(select(Artifact.id, Artifact.path)
-                           .where(Artifact.candidate_id.in_(cids))).all() if cids else []
-    counts: dict[str, Any] = {"candidates": len(cids), "jobs": len(jobs),
-                              "artifacts": len(arts)}
+    linked: set[int] = set()
+    if cids:
+        linked = set(session.scalars(select(CandidateArtifact.artifact_id)
+                                     .where(CandidateArtifact.candidate_id.in_(cids))))
+    counts: dict[str, Any] = {"candidates": len(cids), "jobs": len(jobs)}
     counts["measurements"] = rowcount(session.execute(
         delete(Measurement).where(Measurement.job_id.in_(jobs)))) if jobs else 0
     if jobs:
         session.execute(delete(Job).where(Job.id.in_(jobs)))
-    art_ids = [a for a, _ in arts]
-    if art_ids:  # an artifact some other job still uses (made by hand) stays
-        used = set(session.scalars(select(Job.artifact_id).where(Job.artifact_id.in_(art_ids))))
-        used |= set(session.scalars(select(Measurement.artifact_id)
-                                    .where(Measurement.artifact_id.in_(art_ids))))
-        gone = [(a, p) for a, p in arts if a not in used]
-        if gone:
-            session.execute(delete(Artifact).where(Artifact.id.in_([a for a, _ in gone])))
-        counts["artifacts"] = len(gone)
-        counts["paths"] = [p for _, p in gone]
-    else:
-        counts["paths"] = []
+    if cids:
+        session.execute(delete(CandidateArtifact)
+                        .where(CandidateArtifact.candidate_id.in_(cids)))
+    # a file another run's candidate, a job or a measurement still uses stays
+    used = set(session.scalars(select(CandidateArtifact.artifact_id)
+                               .where(CandidateArtifact.artifact_id.in_(linked))))
+    used |= set(session.scalars(select(Job.artifact_id).where(Job.artifact_id.in_(linked))))
+    used |= set(session.scalars(select(Measurement.artifact_id)
+                                .where(Measurement.artifact_id.in_(linked))))
+    gone = session.execute(select(Artifact.id, Artifact.path)
+                           .where(Artifact.id.in_(linked - used))).all() if linked else []
+    if gone:
+        session.execute(delete(Artifact).where(Artifact.id.in_([a for a, _ in gone])))
+    counts["artifacts"] = len(gone)
+    counts["paths"] = [p for _, p in gone]
     session.execute(delete(Candidate).where(Candidate.run_id == run_id))
     session.execute(delete(Generation).where(Generation.run_id == run_id))
     session.delete(row)
