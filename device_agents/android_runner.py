@@ -2,9 +2,12 @@
 
 Wraps ``device_agents.android.AndroidDevice``: every call re-discovers the phone (it may have
 been unplugged since), ``DeviceGone`` becomes the agent's ``DeviceLost`` (the phone is reported
-offline and the job goes back to the queue), and errors that no retry can fix (the model or the
-binary is refused) become ``JobBroken``. Timeouts derive from the job: each llama-bench process
-gets ``seconds_per_rep`` per repetition, the whole job a deadline shorter than nothing else.
+offline and the job goes back to the queue), errors that no retry can fix (the model or the
+binary is refused) become ``JobBroken``, and a phone binary built from another llama.cpp commit
+than the coordinator pins (``expected_commit``) is ``RuntimeMismatch``: the agent gives the job
+back and stops. Timeouts derive from the job: each llama-bench process gets ``seconds_per_rep``
+per repetition, the whole job a deadline that also covers the cool-down waits and the job's
+re-measurements.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from pathlib import Path
 
 import adbutils
 
-from device_agents.agent import DeviceLost, JobBroken
+from device_agents.agent import DeviceLost, JobBroken, RuntimeMismatch
 from device_agents.android import (
     AndroidDevice,
     BenchSetupError,
     DeviceGone,
     DeviceProfile,
+    RuntimeCommitMismatch,
     TransferError,
 )
 from device_agents.llamacpp import BenchInputError, BenchSettings, GGUFError, UnsupportedFlagError
@@ -32,7 +36,9 @@ log = logging.getLogger(__name__)
 
 
 def runtime_files(llama_bench: Path, libs: Path | None = None) -> list[Path]:
-    """The files pushed to the phone: llama-bench and the shared libraries it loads."""
+    """The files pushed to the phone: llama-bench and the shared libraries it loads (none for
+    the static build of ``star runtime build --target android-arm64``). Symlinks among the
+    libraries stay symlinks on the phone (``AndroidDevice.push_runtime``)."""
     files = [Path(llama_bench).expanduser()]
     if libs is not None:
         files += sorted(p for p in Path(libs).expanduser().glob("*.so*") if p.is_file())
@@ -51,6 +57,7 @@ class AndroidRunner:
         profile: DeviceProfile | None = None,
         build_flags: Sequence[str] = (),
         seconds_per_rep: float = 300.0,
+        expected_commit: str | None = None,
     ) -> None:
         self.client = client
         self.serial = serial
@@ -58,6 +65,7 @@ class AndroidRunner:
         self.profile = profile or DeviceProfile()
         self.build_flags = tuple(build_flags)
         self.seconds_per_rep = seconds_per_rep
+        self.expected_commit = expected_commit  # None: any build is accepted
 
     @classmethod
     def connect(
@@ -68,9 +76,12 @@ class AndroidRunner:
         adb_port: int = 5037,
         files: Sequence[Path],
         profile: DeviceProfile | None = None,
+        build_flags: Sequence[str] = (),
+        expected_commit: str | None = None,
     ) -> AndroidRunner:
         return cls(adbutils.AdbClient(host=adb_host, port=adb_port), serial, files=files,
-                   profile=profile)  # fmt: skip
+                   profile=profile, build_flags=build_flags,
+                   expected_commit=expected_commit)  # fmt: skip
 
     def _device(self) -> AndroidDevice:
         try:
@@ -99,6 +110,8 @@ class AndroidRunner:
             flash_attn=bool(job.flash_attn),
         )
         per_process = self.seconds_per_rep * job.repetitions
+        tries = job.remeasure.max_tries
+        per_try = per_process * 2 + self.profile.cool_down_timeout_s * 2
         try:
             return device.run_bench(
                 model_path,
@@ -107,12 +120,16 @@ class AndroidRunner:
                 runtime_files=self.files,
                 job_id=f"job-{job.job_id}-{job.attempt}",
                 timeout_s=per_process,
-                job_deadline_s=per_process * 2 * len(job.contexts)
-                + self.profile.cool_down_timeout_s * 2 * len(job.contexts),
+                job_deadline_s=per_try * len(job.contexts) * tries,
                 build_flags=self.build_flags,
+                remeasure=job.remeasure,
+                expected_commit=self.expected_commit,
+                cancel=cancel,
             )
         except DeviceGone as exc:
             raise DeviceLost(str(exc)) from exc
+        except RuntimeCommitMismatch as exc:
+            raise RuntimeMismatch(str(exc)) from exc
         except (BenchInputError, UnsupportedFlagError, GGUFError, BenchSetupError) as exc:
             raise JobBroken(str(exc)) from exc
         except TransferError as exc:  # storage full, read-only path: this phone, this job

@@ -22,6 +22,7 @@ from device_agents.android.errors import (
     DeviceUnauthorized,
     RemoteCommandError,
     RemoteTimeout,
+    RuntimeCommitMismatch,
     TransferError,
 )
 from device_agents.android.profile import CachePolicy, DeviceProfile, Pinning
@@ -44,6 +45,7 @@ __all__ = [
     "RemoteCommandError",
     "RemoteResult",
     "RemoteTimeout",
+    "RuntimeCommitMismatch",
     "TransferError",
     "Transport",
     "parse_thermalservice",

@@ -17,6 +17,7 @@ import logging
 import posixpath
 import re
 import shlex
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from device_agents.android.detached import DetachedRun, Launcher
 from device_agents.android.errors import (
     AndroidError,
     BenchSetupError,
+    RuntimeCommitMismatch,
     TransferError,
 )
 from device_agents.android.profile import CachePolicy, DeviceProfile, Pinning, resolve_pinning
@@ -35,10 +37,17 @@ from device_agents.android.thermal import CoolDown, read_thermal, wait_for_coold
 from device_agents.android.transport import RemoteResult, Transport
 from device_agents.llamacpp.commands import BenchSettings, build_commands, validate_model
 from device_agents.llamacpp.flags import LlamaBenchFlags, parse_help
-from device_agents.llamacpp.results import RunOutcome, assemble_context
+from device_agents.llamacpp.results import (
+    BenchParseError,
+    RunOutcome,
+    assemble_context,
+    parse_llama_bench_json,
+)
+from device_agents.measure_policy import Attempt, measure_contexts, outcome_of
+from device_agents.protocol import RemeasurePolicy
 from device_agents.schemas import (
     BenchReport,
-    ContextMeasurement,
+    Conditions,
     DeviceProperties,
     RuntimeSettings,
     Thermal,
@@ -205,14 +214,34 @@ class AndroidDevice:
         return records
 
     def push_runtime(self, files: Sequence[Path]) -> list[PushRecord]:
-        """llama.cpp files (llama-bench and the shared libraries it loads) into bin/."""
-        names = [Path(f).name for f in files]
+        """llama.cpp files (llama-bench and the shared libraries it loads) into bin/.
+
+        A file that is a symlink to another file of the set (``libllama.so`` ->
+        ``libllama.so.0``, as a cmake build lays them out) becomes a symlink on the phone: each
+        library's bytes are pushed once, whatever names the loader asks for."""
+        paths = [Path(f) for f in files]
+        names = [p.name for p in paths]
         if LLAMA_BENCH not in names:
             raise BenchSetupError(f"runtime files must include {LLAMA_BENCH}: got {names}")
         bin_dir = posixpath.join(self.root, "bin")
-        return self.push_files(
-            {posixpath.join(bin_dir, Path(f).name): Path(f) for f in files}, mode=0o755
+        links: dict[str, str] = {}
+        real: list[Path] = []
+        for path in paths:
+            target = _link_within(path, paths)
+            if target is not None:
+                links[path.name] = target
+            else:
+                real.append(path)
+        records = self.push_files(
+            {posixpath.join(bin_dir, p.name): p for p in real}, mode=0o755
         )
+        if links:
+            command = "; ".join(
+                f"ln -sfn {shlex.quote(target)} {shlex.quote(posixpath.join(bin_dir, name))}"
+                for name, target in sorted(links.items())
+            )
+            self.transport.shell(command, timeout_s=self.profile.call_timeout_s, check=True)
+        return records
 
     def push_model(self, model: Path, sha256: str | None = None) -> PushRecord:
         digest = sha256 or sha256_file(model)
@@ -250,7 +279,7 @@ class AndroidDevice:
     def thermal(self) -> Thermal:
         return read_thermal(self.transport, timeout_s=self.profile.call_timeout_s)
 
-    def wait_for_cooldown(self) -> CoolDown:
+    def wait_for_cooldown(self, *, stop: threading.Event | None = None) -> CoolDown:
         p = self.profile
         return wait_for_cooldown(
             self.transport,
@@ -259,6 +288,7 @@ class AndroidDevice:
             poll_s=p.cool_down_poll_s,
             zone_pattern=p.thermal_zone_pattern,
             call_timeout_s=p.call_timeout_s,
+            stop=stop,
         )
 
     # -- benchmark ----------------------------------------------------------------------
@@ -302,16 +332,23 @@ class AndroidDevice:
         timeout_s: float,
         job_deadline_s: float | None = None,
         build_flags: Sequence[str] = (),
+        remeasure: RemeasurePolicy | None = None,
+        expected_commit: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> BenchReport:
         """Measure ``model`` at each context: two detached processes per context (TTFT:
         ``-p C -n 0``; decode: ``-p 0 -n M -d C``), threads pinned by the profile, a cool-down
         wait before each process, temperatures before and after each context.
 
-        ``timeout_s`` bounds each process (the agent derives it from the job), ``job_deadline_s``
-        (seconds from now) the whole call. A process past its deadline is killed and its context
-        reported with an error; exit 137 is OOM. After a timeout or OOM at C, larger contexts are
-        not run (reported with the reason); smaller ones still are. DeviceGone propagates: the
-        agent requeues the job.
+        Which contexts run and which are measured again is ``measure_policy``'s rule, the same
+        as on x86: ``remeasure`` (default: one try) re-measures a noisy or hot figure after
+        another cool-down; after an OOM (exit 137) or a timeout at C, larger contexts are not
+        run (reported with the reason); smaller ones still are. ``timeout_s`` bounds each
+        process (the agent derives it from the job), ``job_deadline_s`` (seconds from now) the
+        whole call. ``expected_commit``: the llama.cpp commit the binary must report
+        (``RuntimeCommitMismatch`` otherwise, before a second process runs). DeviceGone
+        propagates: the agent requeues the job; ``cancel`` stops the run
+        (``measure_policy.Cancelled``) and kills the process on the phone.
         """
         if not _JOB_ID.match(job_id):
             raise ValueError(f"job_id must match {_JOB_ID.pattern}: {job_id!r}")
@@ -332,32 +369,21 @@ class AndroidDevice:
             flags = self.llama_bench_flags(bench_sha)
             pinning = resolve_pinning(self.profile, self.transport)
             pinned = self.profile.settings_for(settings, pinning)
-            exe = posixpath.join(self.root, "bin", LLAMA_BENCH)
-            measurements: list[ContextMeasurement] = []
-            commit: str | None = None
-            stop: tuple[int, str, bool] | None = None  # (failed context, why, as oom)
-            for context in contexts:
-                if stop is not None and context > stop[0]:  # needs more time and memory still
-                    measurements.append(ContextMeasurement(context=context, oom=stop[2],
-                                                           error=stop[1]))
-                    continue
-                measurement, seen = self._measure_context(
-                    flags, exe, pushed_model.remote, context, pinned, job_id,
-                    timeout_s=timeout_s, end=end,
-                )
-                measurements.append(measurement)
-                commit = commit or seen
-                if measurement.oom:
-                    stop = (context, f"not run: out of memory at context {context}", True)
-                elif measurement.error and "timed out" in measurement.error:
-                    stop = (context, f"not run: context {context} exceeded its deadline", False)
+            runner = _PhoneContextRunner(
+                self, flags, pushed_model.remote, pinned, job_id, timeout_s=timeout_s, end=end,
+                expected_commit=expected_commit, cancel=cancel,
+            )  # fmt: skip
+            result = measure_contexts(
+                contexts, runner, remeasure or RemeasurePolicy(max_tries=1), cancel=cancel,
+                deadline=end, log=lambda message: log.info("%s: %s", self.serial, message),
+            )  # fmt: skip
         finally:
             try:
                 self.cleanup(job_id=job_id)
             except AndroidError as exc:  # never mask the run's own outcome or error
                 log.warning("%s: cleanup after job %s failed: %s", self.serial, job_id, exc)
         runtime = RuntimeSettings(
-            llama_cpp_commit=commit or "unknown",
+            llama_cpp_commit=result.commit or "unknown",
             build_flags=list(build_flags),
             threads=pinned.threads,
             cpu_mask=pinned.cpu_mask,
@@ -373,7 +399,7 @@ class AndroidDevice:
             model_sha256=model_sha,
             model_bytes=model.stat().st_size,
             runtime=runtime,
-            contexts=measurements,
+            contexts=result.measurements,
         )
 
     def _soc_quietly(self) -> str:
@@ -382,36 +408,23 @@ class AndroidDevice:
         except AndroidError:
             return ""
 
-    def _measure_context(
-        self,
-        flags: LlamaBenchFlags,
-        exe: str,
-        remote_model: str,
-        context: int,
-        settings: BenchSettings,
-        job_id: str,
-        *,
-        timeout_s: float,
-        end: float | None,
-    ) -> tuple[ContextMeasurement, str | None]:
-        ttft_cmd, decode_cmd = build_commands(
-            flags, remote_model, context, settings, llama_bench=exe
-        )
-        self.wait_for_cooldown()
-        before = self.thermal()
-        ttft = self._run_one(ttft_cmd, job_id, f"c{context}-ttft", timeout_s, end)
-        decode: RunOutcome | None = None
-        if ttft.returncode == 0 and not ttft.timed_out:
-            self.wait_for_cooldown()
-            decode = self._run_one(decode_cmd, job_id, f"c{context}-decode", timeout_s, end)
-        after = self.thermal()
-        measurement, parsed = assemble_context(
-            context, ttft, decode, thermal_before=before, thermal_after=after
-        )
-        return measurement, parsed.build_commit if parsed else None
+    def load_1m(self) -> float | None:
+        """The phone's 1-minute load average (None where /proc/loadavg is not readable)."""
+        result = self.transport.shell("cat /proc/loadavg 2>/dev/null",
+                                      timeout_s=self.profile.call_timeout_s)  # fmt: skip
+        try:
+            return float(result.stdout.split()[0])
+        except (IndexError, ValueError):
+            return None
 
     def _run_one(
-        self, argv: list[str], job_id: str, name: str, timeout_s: float, end: float | None
+        self,
+        argv: list[str],
+        job_id: str,
+        name: str,
+        timeout_s: float,
+        end: float | None,
+        cancel: threading.Event | None = None,
     ) -> RunOutcome:
         limit = timeout_s
         if end is not None:
@@ -425,13 +438,111 @@ class AndroidDevice:
             env=self._lib_env(), call_timeout_s=self.profile.call_timeout_s,
         )
         run.start()
-        outcome = run.wait(timeout_s=limit, poll_s=self.profile.poll_interval_s)
+        outcome = run.wait(timeout_s=limit, poll_s=self.profile.poll_interval_s, cancel=cancel)
         log.info(
             "%s %s: rc=%s peak=%s wall=%.1fs%s", self.serial, name, outcome.returncode,
             outcome.peak_rss_bytes, outcome.wall_s, " (killed at deadline)"
             if outcome.timed_out else "",
         )
         return outcome
+
+
+class _PhoneContextRunner:
+    """``measure_policy.ContextRunner`` for a phone: cool-down waits and detached processes."""
+
+    def __init__(
+        self,
+        device: AndroidDevice,
+        flags: LlamaBenchFlags,
+        remote_model: str,
+        settings: BenchSettings,
+        job_id: str,
+        *,
+        timeout_s: float,
+        end: float | None,
+        expected_commit: str | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.device = device
+        self.flags = flags
+        self.remote_model = remote_model
+        self.settings = settings
+        self.job_id = job_id
+        self.timeout_s = timeout_s
+        self.end = end
+        self.expected_commit = expected_commit
+        self.cancel = cancel
+        self.exe = posixpath.join(device.root, "bin", LLAMA_BENCH)
+        self._tries: dict[int, int] = {}
+
+    def settle(self) -> Conditions:
+        cool = self.device.wait_for_cooldown(stop=self.cancel)
+        return _conditions(cool, self.device.profile.cool_down_below_c, self.device.load_1m())
+
+    def measure_once(self, context: int) -> Attempt:
+        n = self._tries[context] = self._tries.get(context, 0) + 1
+        tag = f"c{context}" if n == 1 else f"c{context}-try{n}"
+        ttft_cmd, decode_cmd = build_commands(
+            self.flags, self.remote_model, context, self.settings, llama_bench=self.exe
+        )
+        before = self.device.thermal()
+        ttft = self.device._run_one(ttft_cmd, self.job_id, f"{tag}-ttft", self.timeout_s,
+                                    self.end, self.cancel)  # fmt: skip
+        self._check_commit(ttft)
+        decode: RunOutcome | None = None
+        waited = 0.0
+        if ttft.returncode == 0 and not ttft.timed_out:
+            waited = self.device.wait_for_cooldown(stop=self.cancel).waited_s
+            decode = self.device._run_one(decode_cmd, self.job_id, f"{tag}-decode",
+                                          self.timeout_s, self.end, self.cancel)  # fmt: skip
+        after = self.device.thermal()
+        measurement, parsed = assemble_context(
+            context, ttft, decode, thermal_before=before, thermal_after=after
+        )
+        return Attempt(measurement, outcome_of(ttft, decode, measurement),
+                       parsed.build_commit if parsed else None, extra_wait_s=waited)
+
+    def _check_commit(self, outcome: RunOutcome) -> None:
+        if self.expected_commit is None or outcome.returncode != 0:
+            return
+        try:
+            results = parse_llama_bench_json(outcome.stdout)
+        except BenchParseError:
+            return
+        seen = results[0].build_commit
+        if seen and seen != "unknown" and seen != self.expected_commit:
+            raise RuntimeCommitMismatch(
+                f"{self.device.serial}: the pushed llama-bench reports llama.cpp commit {seen}, "
+                f"but the coordinator's pinned runtime is commit {self.expected_commit} "
+                "(push the build from `star runtime build --target android-arm64`)"
+            )
+
+
+def _conditions(cool: CoolDown, below_c: float, load_1m: float | None) -> Conditions:
+    """What the cool-down wait saw, as the ``Conditions`` every device reports."""
+    if cool.temperature_c is None:
+        note = "no readable thermal zone: could not wait for cool-down"
+    elif cool.reached:
+        note = f"{cool.temperature_c:.1f} C < {below_c:.1f} C" + (
+            f" after {cool.waited_s:.0f} s" if cool.waited_s >= 1 else "")
+    else:
+        note = f"still {cool.temperature_c:.1f} C (limit {below_c:.1f} C): measured anyway"
+    if cool.thermal.status is not None:
+        note += f"; thermal status {cool.thermal.status}"
+    return Conditions(load_1m=load_1m if load_1m is None or load_1m >= 0 else None,
+                      waited_s=round(cool.waited_s, 2), quiet=cool.reached, note=note)
+
+
+def _link_within(path: Path, files: Sequence[Path]) -> str | None:
+    """The name ``path`` links to if it is a symlink to another file of ``files`` (resolved
+    through any chain of links), else None (a regular file, or a link out of the set)."""
+    if not path.is_symlink():
+        return None
+    target = path.resolve()
+    for other in files:
+        if other != path and not other.is_symlink() and other.resolve() == target:
+            return other.name
+    return None
 
 
 def _count_cpus(possible: str) -> int | None:

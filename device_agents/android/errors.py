@@ -47,3 +47,8 @@ class TransferError(AndroidError):
 
 class BenchSetupError(AndroidError):
     """The benchmark cannot be run on this phone (binary missing, not executable, unsupported)."""
+
+
+class RuntimeCommitMismatch(BenchSetupError):
+    """The llama-bench on the phone reports another llama.cpp commit than the coordinator pins:
+    its figures would not be comparable with any other device's."""
