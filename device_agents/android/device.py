@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 LLAMA_BENCH = "llama-bench"
 _SHA_LINE = re.compile(r"^(\d+) ([0-9a-f]{64})\b")
 _JOB_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_VERSION = re.compile(r"^version: .*\(build \d+, commit ([^\s)]+)\)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class AndroidDevice:
         self.root = self.profile.remote_root
         self._launcher: Launcher | None = None
         self._flags: dict[str, LlamaBenchFlags] = {}
+        self._commits: dict[str, str | None] = {}
 
     @classmethod
     def discover(
@@ -321,6 +323,22 @@ class AndroidDevice:
             self._flags[sha256] = flags
         return self._flags[sha256]
 
+    def llama_bench_commit(self, sha256: str = "") -> str | None:
+        """The llama.cpp commit the llama-bench in bin/ was built from (``--version``: "version:
+        X (build N, commit C)"), cached per binary sha256; None for a build without
+        ``--version``."""
+        if sha256 and sha256 in self._commits:
+            return self._commits[sha256]
+        exe = posixpath.join(self.root, "bin", LLAMA_BENCH)
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self._lib_env().items())
+        result = self.transport.shell(f"{env} {shlex.quote(exe)} --version",
+                                      timeout_s=self.profile.call_timeout_s)  # fmt: skip
+        match = _VERSION.search(result.stdout + result.stderr) if result.ok else None
+        commit = match.group(1) if match else None
+        if sha256:
+            self._commits[sha256] = commit
+        return commit
+
     def run_bench(
         self,
         model: Path,
@@ -367,6 +385,10 @@ class AndroidDevice:
                 r.sha256 for r in runtime_records if r.remote.endswith("/" + LLAMA_BENCH)
             )
             flags = self.llama_bench_flags(bench_sha)
+            if expected_commit is not None:
+                built = self.llama_bench_commit(bench_sha)
+                if built is not None and built != expected_commit:
+                    raise RuntimeCommitMismatch(_mismatch(self.serial, built, expected_commit))
             pinning = resolve_pinning(self.profile, self.transport)
             pinned = self.profile.settings_for(settings, pinning)
             runner = _PhoneContextRunner(
@@ -511,11 +533,13 @@ class _PhoneContextRunner:
             return
         seen = results[0].build_commit
         if seen and seen != "unknown" and seen != self.expected_commit:
-            raise RuntimeCommitMismatch(
-                f"{self.device.serial}: the pushed llama-bench reports llama.cpp commit {seen}, "
-                f"but the coordinator's pinned runtime is commit {self.expected_commit} "
-                "(push the build from `star runtime build --target android-arm64`)"
-            )
+            raise RuntimeCommitMismatch(_mismatch(self.device.serial, seen, self.expected_commit))
+
+
+def _mismatch(serial: str, built: str, pinned: str) -> str:
+    return (f"{serial}: the phone's llama-bench is llama.cpp commit {built}, but the "
+            f"coordinator's pinned runtime is commit {pinned} (push the build of "
+            "`star runtime build --target android-arm64`)")
 
 
 def _conditions(cool: CoolDown, below_c: float, load_1m: float | None) -> Conditions:

@@ -40,8 +40,8 @@ from star.runtime.build import (
     _locked,
     _run_logged,
     cache_root,
+    checked_commit,
     fetch_sdist,
-    vendored_commit,
 )
 
 CROSS_CC = "aarch64-linux-gnu-gcc"
@@ -184,7 +184,7 @@ def _cross_build(target: str, directory: Path, *, jobs: int, log: bool) -> Phone
         shutil.rmtree(directory)  # a half-finished build from a killed process
     directory.mkdir(parents=True)
     src_root = _extract(sdist, directory / "src")
-    commit = vendored_commit(src_root)
+    commit = checked_commit(src_root)
     build = directory / "build"
     logfile = directory / "build.log"
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
