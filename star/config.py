@@ -74,25 +74,6 @@ class CoordinatorSettings(BaseModel):
     engine_shutdown_s: float = Field(default=15.0, ge=0)
 
 
-class QuietSettings(BaseModel):
-    """The x86 agent's quiet-machine wait before every measurement (``agent.quiet``).
-
-    Defaults suit a 2-core laptop: a busy neighbour (a build, a browser, proxy training on the
-    same host) spreads decode figures by 10-100x. After ``timeout_s`` the agent measures anyway
-    and records that the machine was not quiet; the measurement's ``conditions`` say what it saw.
-    """
-
-    model_config = ConfigDict(extra="ignore")
-
-    enabled: bool = True
-    max_load_1m: float | None = Field(default=1.0, ge=0)  # 1-minute load average; None: ignore
-    max_steal_pct: float | None = Field(default=5.0, ge=0, le=100)  # hypervisor steal, % of time
-    # other processes' CPU, in % of one core (100 = one core busy), over one sample window
-    max_other_cpu_pct: float | None = Field(default=25.0, ge=0)
-    timeout_s: float = Field(default=120.0, ge=0)  # then measure anyway, flagged not quiet
-    sample_s: float = Field(default=1.0, gt=0, le=60)  # one sample's window
-
-
 class AgentSettings(BaseModel):
     """A device agent (``star agent run``)."""
 
@@ -110,7 +91,17 @@ class AgentSettings(BaseModel):
     n_gen: int = Field(default=32, gt=0)  # tokens generated for the decode figure
     adb_host: str = "127.0.0.1"
     adb_port: int = 5037
-    quiet: QuietSettings = Field(default_factory=QuietSettings)  # x86 hosts only
+    # x86 hosts: wait for a quiet machine before every measurement. Defaults suit a 2-core
+    # laptop: a busy neighbour (a build, a browser, proxy training on the same host) spreads
+    # decode figures 10-100x. After quiet_timeout_s the agent measures anyway and records that
+    # the machine was not quiet; each measurement's ``conditions`` say what it saw.
+    quiet_wait: bool = True
+    quiet_max_load_1m: float | None = Field(default=1.0, ge=0)  # 1-minute load; None: ignore
+    quiet_max_steal_pct: float | None = Field(default=5.0, ge=0, le=100)  # hypervisor steal
+    # other processes' CPU, in % of one core (100 = one core busy), over one sample window
+    quiet_max_other_cpu_pct: float | None = Field(default=25.0, ge=0)
+    quiet_timeout_s: float = Field(default=120.0, ge=0)
+    quiet_sample_s: float = Field(default=1.0, gt=0, le=60)  # one sample's window
 
 
 class AndroidSettings(BaseModel):

@@ -269,11 +269,11 @@ def _runner(kind: str, serial: str | None, settings: Any):  # type: ignore[no-un
         from device_agents.quiet import QuietThresholds
         from device_agents.x86 import X86Runner
 
-        q = a.quiet
         quiet = QuietThresholds(
-            max_load_1m=q.max_load_1m, max_steal_pct=q.max_steal_pct,
-            max_other_cpu_pct=q.max_other_cpu_pct, timeout_s=q.timeout_s, sample_s=q.sample_s,
-        ) if q.enabled else None  # fmt: skip
+            max_load_1m=a.quiet_max_load_1m, max_steal_pct=a.quiet_max_steal_pct,
+            max_other_cpu_pct=a.quiet_max_other_cpu_pct, timeout_s=a.quiet_timeout_s,
+            sample_s=a.quiet_sample_s,
+        ) if a.quiet_wait else None  # fmt: skip
         return X86Runner(llama_bench_path=a.llama_bench_path, threads=a.threads, quiet=quiet)
     if kind == "android":
         if not serial:

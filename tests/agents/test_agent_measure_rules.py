@@ -122,7 +122,7 @@ def test_star_agent_run_leaves_no_benchmark_behind(
            "STAR_DATA_DIR": str(tmp_path), "STAR_COORDINATOR_URL": lab.url,
            "STAR_DEVICE_TOKEN": token, "STAR_AGENT__LLAMA_BENCH_PATH": str(fake),
            "STAR_AGENT__THREADS": "1", "STAR_AGENT__POLL_INTERVAL_S": "0.2",
-           "STAR_AGENT__QUIET__ENABLED": "false"}  # fmt: skip
+           "STAR_AGENT__QUIET_WAIT": "false"}  # fmt: skip
     agent = subprocess.Popen([sys.executable, "-m", "star.cli", "agent", "run", "--device", "lap"],
                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)  # fmt: skip
