@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import adbutils
+import adbutils  # type: ignore[import-untyped]
 
 from device_agents.agent import DeviceLost, JobBroken, RuntimeMismatch
 from device_agents.android import (
