@@ -106,3 +106,27 @@ def test_pick_prefers_a_cool_figure_over_a_quieter_hot_one() -> None:
     assert pick(tries, policy) == 2
     assert flaws(tries[1], policy) == ["60.0 C > 45.0 C"]
     assert flaws(_measured(0.05), policy) == []
+
+
+def test_star_bench_remeasures_with_max_tries(model: Path, tmp_path: Path) -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from star.cli import bench as bench_cli
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    bench_cli.register(app)
+    fake = write_fake_llama_bench(tmp_path / "bin", noise_pct=[60, 0, 0, 0])
+    result = CliRunner().invoke(app, ["bench", str(model), "--contexts", "64", "--threads", "1",
+                                      "--repeats", "3", "--llama-bench", str(fake),
+                                      "--max-tries", "3", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (only,) = json.loads(result.stdout)["contexts"]
+    assert only["tries"] == 2 and only["conditions"]["note"].startswith("no quiet wait")
