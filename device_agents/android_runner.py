@@ -4,10 +4,10 @@ Wraps ``device_agents.android.AndroidDevice``: every call re-discovers the phone
 been unplugged since), ``DeviceGone`` becomes the agent's ``DeviceLost`` (the phone is reported
 offline and the job goes back to the queue), errors that no retry can fix (the model or the
 binary is refused) become ``JobBroken``, and a phone binary built from another llama.cpp commit
-than the coordinator pins (``expected_commit``) is ``RuntimeMismatch``: the agent gives the job
-back and stops. Timeouts derive from the job: each llama-bench process gets ``seconds_per_rep``
-per repetition, the whole job a deadline that also covers the cool-down waits and the job's
-re-measurements.
+than the coordinator pins (``expected_commit``), or for CPU features the phone lacks, is
+``RuntimeMismatch``: the agent gives the job back and stops. Timeouts derive from the job: each
+llama-bench process gets ``seconds_per_rep`` per repetition, the whole job a deadline that also
+covers the cool-down waits and the job's re-measurements.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from device_agents.agent import DeviceLost, JobBroken, RuntimeMismatch
 from device_agents.android import (
     AndroidDevice,
     BenchSetupError,
+    CpuFeatureMissing,
     DeviceGone,
     DeviceProfile,
     RuntimeCommitMismatch,
@@ -58,6 +59,7 @@ class AndroidRunner:
         build_flags: Sequence[str] = (),
         seconds_per_rep: float = 300.0,
         expected_commit: str | None = None,
+        required_cpu_features: Sequence[str] = (),
     ) -> None:
         self.client = client
         self.serial = serial
@@ -66,6 +68,7 @@ class AndroidRunner:
         self.build_flags = tuple(build_flags)
         self.seconds_per_rep = seconds_per_rep
         self.expected_commit = expected_commit  # None: any build is accepted
+        self.required_cpu_features = tuple(required_cpu_features)  # what the build needs
 
     @classmethod
     def connect(
@@ -78,10 +81,11 @@ class AndroidRunner:
         profile: DeviceProfile | None = None,
         build_flags: Sequence[str] = (),
         expected_commit: str | None = None,
+        required_cpu_features: Sequence[str] = (),
     ) -> AndroidRunner:
         return cls(adbutils.AdbClient(host=adb_host, port=adb_port), serial, files=files,
-                   profile=profile, build_flags=build_flags,
-                   expected_commit=expected_commit)  # fmt: skip
+                   profile=profile, build_flags=build_flags, expected_commit=expected_commit,
+                   required_cpu_features=required_cpu_features)  # fmt: skip
 
     def _device(self) -> AndroidDevice:
         try:
@@ -124,11 +128,12 @@ class AndroidRunner:
                 build_flags=self.build_flags,
                 remeasure=job.remeasure,
                 expected_commit=self.expected_commit,
+                required_cpu_features=self.required_cpu_features,
                 cancel=cancel,
             )
         except DeviceGone as exc:
             raise DeviceLost(str(exc)) from exc
-        except RuntimeCommitMismatch as exc:
+        except (RuntimeCommitMismatch, CpuFeatureMissing) as exc:
             raise RuntimeMismatch(str(exc)) from exc
         except (BenchInputError, UnsupportedFlagError, GGUFError, BenchSetupError) as exc:
             raise JobBroken(str(exc)) from exc

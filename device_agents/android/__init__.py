@@ -18,6 +18,7 @@ from device_agents.android.device import AndroidDevice, PushRecord, sha256_file
 from device_agents.android.errors import (
     AndroidError,
     BenchSetupError,
+    CpuFeatureMissing,
     DeviceGone,
     DeviceUnauthorized,
     RemoteCommandError,
@@ -34,6 +35,7 @@ __all__ = [
     "AndroidError",
     "BenchSetupError",
     "CachePolicy",
+    "CpuFeatureMissing",
     "CoolDown",
     "DetachedRun",
     "DeviceGone",

@@ -29,6 +29,7 @@ from device_agents.android.detached import DetachedRun, Launcher
 from device_agents.android.errors import (
     AndroidError,
     BenchSetupError,
+    CpuFeatureMissing,
     RuntimeCommitMismatch,
     TransferError,
 )
@@ -352,6 +353,7 @@ class AndroidDevice:
         build_flags: Sequence[str] = (),
         remeasure: RemeasurePolicy | None = None,
         expected_commit: str | None = None,
+        required_cpu_features: Sequence[str] = (),
         cancel: threading.Event | None = None,
     ) -> BenchReport:
         """Measure ``model`` at each context: two detached processes per context (TTFT:
@@ -364,7 +366,9 @@ class AndroidDevice:
         run (reported with the reason); smaller ones still are. ``timeout_s`` bounds each
         process (the agent derives it from the job), ``job_deadline_s`` (seconds from now) the
         whole call. ``expected_commit``: the llama.cpp commit the binary must report
-        (``RuntimeCommitMismatch`` otherwise, before a second process runs). DeviceGone
+        (``RuntimeCommitMismatch`` otherwise, before a second process runs);
+        ``required_cpu_features``: /proc/cpuinfo "Features" the build needs (``CpuFeatureMissing``
+        before anything runs, where the phone lists its features and lacks one). DeviceGone
         propagates: the agent requeues the job; ``cancel`` stops the run
         (``measure_policy.Cancelled``) and kills the process on the phone.
         """
@@ -376,6 +380,7 @@ class AndroidDevice:
         end = started + job_deadline_s if job_deadline_s else None
 
         self.transport.ensure_online()
+        self._check_cpu_features(required_cpu_features)
         self.reap_stale_jobs()
         model_sha = sha256_file(model)
         try:
@@ -429,6 +434,26 @@ class AndroidDevice:
             return self.properties().soc
         except AndroidError:
             return ""
+
+    def cpu_features(self) -> set[str] | None:
+        """The CPU's features from /proc/cpuinfo ("Features : fp asimd ... asimddp"); None
+        where the kernel lists none (or the file is hidden)."""
+        result = self.transport.shell("grep -m1 -i '^Features' /proc/cpuinfo 2>/dev/null",
+                                      timeout_s=self.profile.call_timeout_s)  # fmt: skip
+        _, sep, flags = result.stdout.partition(":")
+        return set(flags.split()) if sep and flags.strip() else None
+
+    def _check_cpu_features(self, required: Sequence[str]) -> None:
+        if not required:
+            return
+        have = self.cpu_features()
+        missing = sorted(set(required) - have) if have is not None else []
+        if missing:
+            raise CpuFeatureMissing(
+                f"{self.serial}: the CPU lacks {', '.join(missing)}, which the pushed llama-bench "
+                "was built for (it would die with SIGILL): use the android-arm64-compat build "
+                "(android.runtime_target in lab_config.yaml)"
+            )
 
     def load_1m(self) -> float | None:
         """The phone's 1-minute load average (None where /proc/loadavg is not readable)."""

@@ -289,30 +289,33 @@ def _runner(kind: str, serial: str | None, settings: Any):  # type: ignore[no-un
             cool_down_timeout_s=ad.cool_down_timeout_s,
             remote_root=ad.remote_dir,
         )
-        files, flags, pinned = _phone_runtime(ad)
+        files, flags, pinned, features = _phone_runtime(ad)
         return AndroidRunner.connect(
             serial, adb_host=a.adb_host, adb_port=a.adb_port, files=files, profile=profile,
-            build_flags=flags, expected_commit=pinned,
+            build_flags=flags, expected_commit=pinned, required_cpu_features=features,
         )  # fmt: skip
     fail(f"unknown device kind {kind!r}")
 
 
-def _phone_runtime(ad: Any) -> tuple[list[Path], list[str], str]:
-    """(files to push, their build flags, the pinned commit) for an Android agent.
+def _phone_runtime(ad: Any) -> tuple[list[Path], list[str], str, tuple[str, ...]]:
+    """(files to push, their build flags, the pinned commit, the CPU features the build needs)
+    for an Android agent.
 
     The cached cross build (``star runtime build --target ...``) unless ``android.llama_bench``
     names another binary; a build from another llama.cpp commit is refused here, naming both
     (an explicit binary is checked when it first reports its commit on the phone)."""
     from device_agents.android_runner import runtime_files
     from star.runtime.build import LLAMA_CPP_COMMIT
-    from star.runtime.cross import TARGETS, read_phone_marker
+    from star.runtime.cross import TARGETS, read_phone_marker, required_cpu_features
 
     if ad.llama_bench is not None:
         files = runtime_files(ad.llama_bench, ad.libs)
         if not files[0].is_file():
             fail(f"android.llama_bench: {files[0]} does not exist (or leave it unset to use "
                  f"`star runtime build --target {ad.runtime_target}`)")
-        return files, list(ad.build_flags), LLAMA_CPP_COMMIT
+        arch = next((f.split("=", 1)[1] for f in ad.build_flags
+                     if f.startswith("-DGGML_CPU_ARM_ARCH=")), "")  # fmt: skip
+        return files, list(ad.build_flags), LLAMA_CPP_COMMIT, required_cpu_features(arch)
     if ad.runtime_target not in TARGETS:
         fail(f"android.runtime_target {ad.runtime_target!r}: one of {', '.join(TARGETS)}")
     phone = read_phone_marker(ad.runtime_target)
@@ -323,4 +326,5 @@ def _phone_runtime(ad: Any) -> tuple[list[Path], list[str], str]:
         fail(f"the phone build {phone.llama_bench} is llama.cpp commit {phone.commit}, but the "
              f"coordinator's pinned runtime is commit {LLAMA_CPP_COMMIT}: rebuild it with "
              f"`star runtime build --target {ad.runtime_target}`")
-    return [phone.llama_bench], list(phone.build_flags), LLAMA_CPP_COMMIT
+    return ([phone.llama_bench], list(phone.build_flags), LLAMA_CPP_COMMIT,
+            required_cpu_features(phone.arch))

@@ -55,6 +55,17 @@ TARGETS: dict[str, str] = {
     "android-arm64-compat": "armv8-a",
 }
 
+# /proc/cpuinfo "Features" a phone must list to run each ISA level (checked by the agent before
+# it measures: without them every benchmark dies with SIGILL)
+_FEATURES: dict[str, tuple[str, ...]] = {"+dotprod": ("asimddp",), "+i8mm": ("i8mm",),
+                                         "+sve": ("sve",)}  # fmt: skip
+
+
+def required_cpu_features(arch: str) -> tuple[str, ...]:
+    """The /proc/cpuinfo features an ``arch`` ("armv8.2-a+dotprod") build needs."""
+    return tuple(f for ext, feats in _FEATURES.items() if ext in arch for f in feats)
+
+
 _COMMON_FLAGS: tuple[str, ...] = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DCMAKE_SYSTEM_NAME=Linux",

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from device_agents.android import AndroidDevice, DeviceProfile
+from device_agents.android import AndroidDevice, CpuFeatureMissing, DeviceProfile
 from device_agents.llamacpp.commands import BenchSettings
 from device_agents.llamacpp.results import RunOutcome, parse_llama_bench_json
 from device_agents.protocol import RemeasurePolicy
 from star.runtime.build import LLAMA_CPP_COMMIT
-from star.runtime.cross import PhoneRuntime
+from star.runtime.cross import PhoneRuntime, required_cpu_features
+from tests.support.adb_sandbox import A53_FEATURES
 from tests.support.adb_server import AdbServer
 
 
@@ -78,3 +79,26 @@ def test_arm64_llama_bench_measures_on_the_phone(
     device.run_bench(model, [64], settings, runtime_files=[phone_runtime.llama_bench],
                      job_id="again", timeout_s=300)  # fmt: skip
     assert [s for s in phone.services if s.startswith("sync:SEND") and "/bin/" in s] == sends
+
+
+def test_dotprod_build_is_refused_on_a_phone_without_dot_product(
+    adb_server: AdbServer, make_phone, model: Path, phone_runtime: PhoneRuntime,  # noqa: ANN001
+) -> None:  # fmt: skip
+    # a Cortex-A53 phone: /proc/cpuinfo lists no asimddp, and qemu executes as that CPU
+    phone = make_phone(cpu_features=A53_FEATURES, qemu_cpu="cortex-a53")
+    profile = DeviceProfile(poll_interval_s=0.1, cool_down_timeout_s=5, call_timeout_s=60)
+    device = AndroidDevice.discover(adb_server.client(), phone.serial, profile)
+    assert device.cpu_features() == set(A53_FEATURES.split())
+    needs = required_cpu_features(phone_runtime.arch)
+    assert needs == ("asimddp",)
+    with pytest.raises(CpuFeatureMissing, match="asimddp.*android-arm64-compat"):
+        device.run_bench(model, [64], BenchSettings(threads=1, n_gen=2, repetitions=1),
+                         runtime_files=[phone_runtime.llama_bench], job_id="a53", timeout_s=300,
+                         required_cpu_features=needs)  # fmt: skip
+    assert not any(s.startswith("sync:") for s in phone.services)  # refused before any push
+    # what the check prevents: the same build, measured anyway, dies on every context
+    report = device.run_bench(model, [64], BenchSettings(threads=1, n_gen=2, repetitions=1),
+                              runtime_files=[phone_runtime.llama_bench], job_id="a53",
+                              timeout_s=300)  # fmt: skip
+    (only,) = report.contexts
+    assert only.error is not None and "illegal instruction" in only.error

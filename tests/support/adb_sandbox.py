@@ -12,6 +12,8 @@ Layout of the sandbox directory (host side) and where each part appears "on the 
                  presents them; by default as many as the host has, so pinning is real)
     tmp/      -> /tmp
     meminfo   -> /proc/meminfo, only once a test sets it; otherwise the host's
+    cpuinfo   -> /proc/cpuinfo: an arm64 phone's ("Features : fp asimd ... asimddp"); an older
+                 phone (``cpu_features`` without asimddp) also runs qemu as that CPU (``qemu_cpu``)
 
 Everything else is the host's root, bound read-only; /proc is the host's, so /proc/<pid>/status of
 a benchmark started "on the phone" is real. Shell commands run as ``sh -c CMD`` (the host's /bin/sh
@@ -78,6 +80,12 @@ BINFMT_LIB = "/system/lib64/libstar_binfmt.so"  # where the phone sees the shim 
 SNAPDRAGON_8_GEN_2 = ((2016000, 325),) * 3 + ((2803200, 870),) * 4 + ((3187200, 1024),)
 
 
+# /proc/cpuinfo features of a Cortex-A78-class core (dot product: asimddp) and of a Cortex-A53
+MODERN_FEATURES = ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
+                   "asimdrdm lrcpc dcpop asimddp")  # fmt: skip
+A53_FEATURES = "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"
+
+
 def host_like_cores() -> tuple[tuple[int, int], ...]:
     """As many cores as the host has (so a ``-C`` mask pins to real CPUs): the first half
     little (1.8 GHz), the rest big (3.2 GHz); a 1-CPU host gets one big core."""
@@ -115,6 +123,8 @@ class Sandbox:
         hide_time: bool = False,
         hide_paths: tuple[str, ...] = (),
         cores: Sequence[tuple[int, int]] | None = None,
+        cpu_features: str = MODERN_FEATURES,
+        qemu_cpu: str | None = None,
     ) -> None:
         if mode == "auto":
             mode = "bwrap" if bwrap_works() else "rewrite"
@@ -129,6 +139,8 @@ class Sandbox:
         # RUNPATH points to, so that only the libraries pushed to the phone can be loaded)
         self.hide_paths = tuple(hide_paths)
         self.cores = tuple(cores) if cores is not None else host_like_cores()
+        self.cpu_features = cpu_features
+        self.qemu_cpu = qemu_cpu  # e.g. "cortex-a53": aarch64 code runs as that CPU would
         self.qemu = qemu_aarch64()
         self.binfmt = binfmt_library()
         self.meminfo_set = False
@@ -144,6 +156,10 @@ class Sandbox:
         for sub in ("thermal", "tmp"):
             (self.root / sub).mkdir(exist_ok=True)
         self._lay_out_cpus()
+        self._write(self.root / "cpuinfo", "".join(
+            f"processor\t: {i}\nBogoMIPS\t: 38.40\nFeatures\t: {self.cpu_features}\n"
+            f"CPU implementer\t: 0x41\nCPU architecture: 8\n\n" for i in range(len(self.cores))
+        ))  # fmt: skip
         if self.binfmt is not None:
             (self.root / "system/lib64").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.binfmt, self.root / "system/lib64/libstar_binfmt.so")
@@ -223,6 +239,8 @@ class Sandbox:
                 return (self.root / sub / rest if rest else self.root / sub), writable
         if path == "/proc/meminfo" and self.meminfo_set:
             return self.root / "meminfo", False
+        if path == "/proc/cpuinfo":
+            return self.root / "cpuinfo", False
         return Path(path), False
 
     def rewrite(self, text: str) -> str:
@@ -237,7 +255,7 @@ class Sandbox:
             text = text.replace(prefix, f"{self.root}/{sub}")
         if self.meminfo_set:
             text = text.replace("/proc/meminfo", f"{self.root}/meminfo")
-        return text
+        return text.replace("/proc/cpuinfo", f"{self.root}/cpuinfo")
 
     # -- processes ----------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -255,6 +273,7 @@ class Sandbox:
             "LANG": "C.UTF-8",
             "STAR_EMULATED_PHONE": self.id,
             **({"STAR_EMU_QEMU": self.qemu} if self.qemu else {}),
+            **({"STAR_EMU_QEMU_CPU": self.qemu_cpu} if self.qemu_cpu else {}),
             # bwrap mode sets LD_PRELOAD inside the sandbox (--setenv): bwrap itself must not
             # try to preload a path that exists only there
             **({"LD_PRELOAD": str(self.root / "system/lib64/libstar_binfmt.so")}
@@ -281,6 +300,7 @@ class Sandbox:
         args += ["--bind", str(self.root / "tmp"), "/tmp"]
         if self.meminfo_set:
             args += ["--ro-bind", str(self.root / "meminfo"), "/proc/meminfo"]
+        args += ["--ro-bind", str(self.root / "cpuinfo"), "/proc/cpuinfo"]
         if self.hide_time:
             for exe in ("/usr/bin/time", "/bin/time"):
                 if os.path.isfile(exe) and not os.path.islink(exe):

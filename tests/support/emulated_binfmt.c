@@ -4,7 +4,7 @@
  * process of the emulated phone preloads this library (LD_PRELOAD, set by tests/support/
  * adb_sandbox.py). It interposes execve/execv/execvp/execvpe: when the file to execute is an
  * aarch64 ELF, it executes
- *     qemu-aarch64 -0 <argv0> -U LD_PRELOAD <file> <args...>
+ *     qemu-aarch64 [-cpu $STAR_EMU_QEMU_CPU] -0 <argv0> -U LD_PRELOAD <file> <args...>
  * instead, in the same process (exec keeps the pid, as the agent's bench.pid expects). Reading
  * the file (sha256sum, pull) sees the real bytes. The qemu process names itself after the guest
  * program (PR_SET_NAME in the constructor below), so /proc/<pid>/status says "llama-bench", as a
@@ -70,7 +70,8 @@ int execve(const char *path, char *const argv[], char *const envp[]) {
         argc++;
     while (envp != NULL && envp[envc] != NULL)
         envc++;
-    char **args = calloc(argc + 7, sizeof *args);
+    const char *cpu = getenv("STAR_EMU_QEMU_CPU");
+    char **args = calloc(argc + 9, sizeof *args);
     char **env = calloc(envc + 2, sizeof *env);
     if (args == NULL || env == NULL) {
         errno = ENOMEM;
@@ -78,6 +79,10 @@ int execve(const char *path, char *const argv[], char *const envp[]) {
     }
     size_t a = 0;
     args[a++] = (char *)qemu;
+    if (cpu != NULL && *cpu != '\0') {
+        args[a++] = "-cpu";
+        args[a++] = (char *)cpu;
+    }
     args[a++] = "-0";
     args[a++] = argc > 0 ? argv[0] : (char *)path;
     args[a++] = "-U";

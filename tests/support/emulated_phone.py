@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support.adb_sandbox import Sandbox
+from tests.support.adb_sandbox import MODERN_FEATURES, Sandbox
 from tests.support.adb_services import open_service
 from tests.support.adb_wire import (
     A_AUTH,
@@ -115,10 +115,12 @@ class EmulatedPhone:
         sandbox_root: Path | None = None,
         max_payload: int = MAX_PAYLOAD,
         cores: Sequence[tuple[int, int]] | None = None,
+        cpu_features: str = MODERN_FEATURES,
+        qemu_cpu: str | None = None,
     ) -> None:
         self.sandbox = Sandbox(
             sandbox_root, mode=sandbox_mode, hide_time=hide_time, hide_paths=hide_paths,
-            cores=cores,
+            cores=cores, cpu_features=cpu_features, qemu_cpu=qemu_cpu,
         )
         self._thermalservice_auto = True  # mirror the zones until a test sets its own text
         try:
