@@ -100,15 +100,34 @@ class AgentSettings(BaseModel):
     n_gen: int = Field(default=32, gt=0)  # tokens generated for the decode figure
     adb_host: str = "127.0.0.1"
     adb_port: int = 5037
+    # x86 hosts: wait for a quiet machine before every measurement. Defaults suit a 2-core
+    # laptop: a busy neighbour (a build, a browser, proxy training on the same host) spreads
+    # decode figures 10-100x. After quiet_timeout_s the agent measures anyway and records that
+    # the machine was not quiet; each measurement's ``conditions`` say what it saw.
+    quiet_wait: bool = True
+    quiet_max_load_1m: float | None = Field(default=1.0, ge=0)  # 1-minute load; None: ignore
+    quiet_max_steal_pct: float | None = Field(default=5.0, ge=0, le=100)  # hypervisor steal
+    # other processes' CPU, in % of one core (100 = one core busy), over one sample window
+    quiet_max_other_cpu_pct: float | None = Field(default=25.0, ge=0)
+    quiet_timeout_s: float = Field(default=120.0, ge=0)
+    quiet_sample_s: float = Field(default=1.0, gt=0, le=60)  # one sample's window
 
 
 class AndroidSettings(BaseModel):
-    """Phones: the ``android:`` section of lab_config.yaml (arm64 llama.cpp built with the NDK)."""
+    """Phones: the ``android:`` section of lab_config.yaml.
+
+    By default the agent pushes the static aarch64 llama-bench of ``star runtime build --target
+    <runtime_target>`` (same pinned llama.cpp as the coordinator, build flags recorded with every
+    measurement). ``llama_bench`` (+ ``libs``, ``build_flags``) names another binary instead, e.g.
+    an NDK build; it must still report the pinned commit.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
-    llama_bench: Path = Path("~/star-lab/android-arm64/bin/llama-bench")
-    libs: Path | None = Path("~/star-lab/android-arm64/lib")
+    runtime_target: str = "android-arm64"  # or android-arm64-compat (armv8-a, older phones)
+    llama_bench: Path | None = None  # an explicit phone binary instead of the cached build
+    libs: Path | None = None  # its shared libraries, if it has any
+    build_flags: list[str] = Field(default_factory=list)  # how the explicit binary was built
     remote_dir: str = "/data/local/tmp/star"
     cool_down_below_c: float = 45.0  # wait until every thermal zone is below this before a run
     cool_down_timeout_s: float = Field(default=600.0, ge=0)

@@ -1,5 +1,6 @@
 """The Android agent against a live coordinator and an emulated phone on a private adb server
-(tests/support): a phone unplugged mid-job, and a hot phone.
+(tests/support): a phone unplugged mid-job, and a hot phone (re-measured up to the
+coordinator's max_tries).
 
 The adb fixtures (a private adb server per adb build, the emulated phone) come from
 tests/android/conftest.py through tests/agents/conftest.py. llama-bench is the scripted
@@ -124,3 +125,12 @@ def test_hot_phone_measurement_is_flagged_hot(
         thread.join(timeout=30)
     row = lab.admin.get(api("/measurements"), params={"job_id": job["id"]}).json()["data"][0]
     assert row["flagged_hot"] is True and row["temp_before_c"] == 61.0
+    # hot every time: measured the coordinator's max_tries times (each after a cool-down wait
+    # that gave up), and the record says so
+    from star.db.repo.results import list_measurements
+
+    with lab.db.session_scope(readonly=True) as s:
+        (stored,) = list_measurements(s, job_id=job["id"])
+    assert stored.tries == lab.settings.coordinator.max_tries == 3
+    assert stored.conditions is not None and stored.conditions["quiet"] is False
+    assert "still 61.0 C" in stored.conditions["note"] and stored.conditions["waited_s"] >= 0.5

@@ -58,6 +58,9 @@ def _agent(lab: Lab, name: str, token: str, runtime: RuntimeInfo, base: Path, *e
         "STAR_AGENT__THREADS": "1",
         "STAR_AGENT__HEARTBEAT_INTERVAL_S": "0.5",
         "STAR_AGENT__POLL_INTERVAL_S": "0.2",
+        # the quiet-machine wait runs, but a shared test host is never quiet: keep it short
+        "STAR_AGENT__QUIET_TIMEOUT_S": "0.5",
+        "STAR_AGENT__QUIET_SAMPLE_S": "0.25",
     }
     cmd = [sys.executable, "-c", "from star.cli.main import main; main()",
            "agent", "run", "--device", name, *extra]  # fmt: skip

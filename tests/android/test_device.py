@@ -82,6 +82,7 @@ def test_thermal_zones_and_thermalservice(adb_server: AdbServer, emulated_phone:
 
 
 def test_thermal_without_dumpsys_service(adb_server: AdbServer, emulated_phone: EmulatedPhone):
+    emulated_phone.set_thermalservice(None)  # an older phone (or a vendor that hides it)
     emulated_phone.set_thermal({"soc": 38.0})
     thermal = _device(adb_server, emulated_phone).thermal()
     assert thermal.zones == {"thermal_zone0:soc": 38.0} and thermal.status is None

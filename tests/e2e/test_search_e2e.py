@@ -1,9 +1,11 @@
 """The whole loop, every part real: a search launched over REST runs in a coordinator process,
 which exports GGUFs that a real x86 agent (`star agent run`) and a real Android agent (`star
 agent run`, adbutils -> a real adb server -> the emulated phone of tests/support) measure with
-the pinned llama.cpp; the coordinator is SIGKILLed mid-generation (with its proxy-training
-workers), started again, adopts the run and finishes it. The interrupted run must equal an
-uninterrupted run of the same seed, and lose or repeat no measurement.
+the pinned llama.cpp (on the phone: the static aarch64 build of `star runtime build --target
+android-arm64`, pushed by the agent and run through qemu-aarch64); the coordinator is
+SIGKILLed mid-generation (with its proxy-training workers), started again, adopts the run and
+finishes it. The interrupted run must equal an uninterrupted run of the same seed, and lose or
+repeat no measurement.
 
 What "equal" means with real, noisy devices: the objectives are quality (real proxy training,
 deterministic for a seed) and params (analytic); the devices enter through budgets on their
@@ -29,6 +31,7 @@ import pytest
 from star.db import Database, JobState, repo
 from star.db.models import RunStatus
 from star.runtime import RuntimeInfo
+from star.runtime.cross import PhoneRuntime
 from star.search import store
 from star.search.frontier import run_frontier
 from tests.conftest import ROOT
@@ -41,7 +44,10 @@ from tests.factories import (
     migrated_database,
     settings_env,
 )
-from tests.runtime.fixtures import runtime  # noqa: F401  (fixture: the pinned llama.cpp)
+from tests.runtime.fixtures import (  # noqa: F401  (fixtures: the pinned llama.cpp, both builds)
+    phone_runtime,
+    runtime,
+)
 from tests.search.conftest import DEPLOY, PROXY
 from tests.support.adb_server import AdbServer, adb_builds, connected_phone
 from tests.support.emulated_phone import EmulatedPhone
@@ -139,6 +145,7 @@ def history(db: Database, name: str) -> list[dict[str, Any]]:
 
 def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
     tmp_path: Path, runtime: RuntimeInfo, adb: AdbServer, phone: EmulatedPhone,  # noqa: F811
+    phone_runtime: PhoneRuntime,  # noqa: F811
 ) -> None:
     url = database_url("sqlite", tmp_path)
     db = migrated_database(url)
@@ -159,14 +166,14 @@ def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
             "STAR_CONFIG": str(tmp_path / "absent.yaml"), "STAR_AGENT__POLL_INTERVAL_S": "0.2",
             "STAR_AGENT__HEARTBEAT_INTERVAL_S": "1", "STAR_AGENT__BACKOFF_CAP_S": "1",
             "STAR_AGENT__THREADS": "1", "ADBUTILS_ADB_PATH": "/bin/false",
+            # the quiet-machine wait runs, but this shared host is never quiet: keep it short
+            "STAR_AGENT__QUIET_TIMEOUT_S": "0.5", "STAR_AGENT__QUIET_SAMPLE_S": "0.25",
         }
         agents.start("lap", {**common, "STAR_DEVICE_TOKEN": tokens["lap"]})
         agents.start("phone", {
             **common, "STAR_DEVICE_TOKEN": tokens["phone"],
-            "STAR_AGENT__ADB_PORT": str(adb.port),
-            "STAR_ANDROID__LLAMA_BENCH": str(runtime.llama_bench),
-            "STAR_ANDROID__LIBS": str(runtime.lib_dir), "STAR_ANDROID__THREADS": "1",
-            "STAR_ANDROID__COOL_DOWN_TIMEOUT_S": "5",
+            "STAR_AGENT__ADB_PORT": str(adb.port),  # the phone build comes from the cache
+            "STAR_ANDROID__THREADS": "1", "STAR_ANDROID__COOL_DOWN_TIMEOUT_S": "5",
         })
 
         def status(run_id: int) -> str:
@@ -253,6 +260,10 @@ def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
                 assert m.decode_median_ms is not None and m.decode_median_ms > 0
                 assert m.peak_rss_bytes is not None and m.peak_rss_bytes > 1_000_000
                 assert m.runtime["llama_cpp_commit"] == runtime.commit
+                assert m.tries >= 1 and m.conditions is not None  # what the agent waited for
                 if devices[m.device_id].kind == "android":
                     assert m.temp_before_c is not None  # read from the phone's thermal zones
+                    assert m.runtime["build_flags"] == list(phone_runtime.build_flags)
+                else:
+                    assert m.runtime["build_flags"] == list(runtime.build_flags)
     db.dispose()
