@@ -333,6 +333,11 @@ class MeasurementPublic(_Out):
     flagged_hot: bool = Field(description="measured hotter than coordinator.hot_celsius")
     flagged_noisy: bool = Field(description="spread above coordinator.noisy_cv")
     created_at: datetime | None = Field(default=None, description="when it was stored")
+    tries: int = Field(default=1, description="times the agent measured this context before it "
+                       "kept this figure (a noisy or hot one is measured again)")
+    conditions: dict[str, Any] | None = Field(
+        default=None, description="the machine before the run: load, CPU steal, other "
+        "processes' CPU, time waited for quiet or cool-down (Conditions)")
 
 
 class MeasurementsPublic(_Out):

@@ -146,6 +146,8 @@ def measurement_public(m: MeasurementSnapshot) -> MeasurementPublic:
         flagged_hot=m.flagged_hot,
         flagged_noisy=m.flagged_noisy,
         created_at=m.created_at,
+        tries=m.tries,
+        conditions=m.conditions,
     )
 
 
