@@ -225,6 +225,9 @@ class RuntimeSettings(_Strict):
     mmap: bool | None = Field(default=None, description=(
         "model loading: false = read into memory (RSS counts every weight), true = mapped "
         "(RSS counts the pages touched), null = not recorded"))
+    warmup_below: int | None = Field(default=None, ge=1, le=1 << 20, description=(
+        "from this context on the TTFT run skipped llama-bench's untimed warm-up prefill; "
+        "null: always warmed up (or not recorded)"))
 
     @field_validator("build_flags")
     @classmethod

@@ -411,6 +411,7 @@ class AndroidDevice:
             repetitions=pinned.repetitions,
             cpu_model=self._soc_quietly(),
             mmap=pinned.mmap,
+            warmup_below=pinned.warmup_below,
         )
         return BenchReport(
             model_sha256=model_sha,

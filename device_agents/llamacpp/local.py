@@ -316,6 +316,7 @@ def run_local_bench(
         repetitions=settings.repetitions,
         cpu_model=cpu_model(),
         mmap=settings.mmap,
+        warmup_below=settings.warmup_below,
     )
     return BenchReport(
         model_sha256=file_sha256(model),

@@ -2,10 +2,10 @@
 
 Nothing records how long a device was busy, so the time is estimated from the figures, the way
 llama-bench spends it (FACTS.md): a TTFT run at context C is ``repetitions + 1`` prefills of C
-tokens (one warm-up), a decode run at depth C one (untimed, cached) depth prefill plus
-``n_gen x repetitions`` generated tokens::
+tokens (one warm-up; none from ``warmup_below`` tokens on, as recorded), a decode run at depth
+C one (untimed, cached) depth prefill plus ``n_gen x repetitions`` generated tokens::
 
-    cost(C) = (repetitions + 2) x TTFT(C) + n_gen x repetitions x decode(C)
+    cost(C) = prefills(C) x TTFT(C) + n_gen x repetitions x decode(C)
 
 times the measurement's tries (a noisy or hot figure is re-measured). Model loading and
 cool-down waits are left out, so both figures are lower bounds. What staging saved is the
@@ -21,6 +21,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 
+from device_agents.llamacpp.commands import BenchSettings, prefills
 from star.db.models import JobStage
 from star.db.snapshots import MeasurementSnapshot
 from star.genome.spec import ArchSpec
@@ -37,9 +38,12 @@ METHOD = (
     "estimates.")
 
 
-def run_cost_ms(ttft_ms: float, decode_ms: float, repetitions: int, n_gen: int) -> float:
-    """One context of one llama-bench job (see the module doc)."""
-    return (repetitions + 2) * ttft_ms + n_gen * repetitions * decode_ms
+def run_cost_ms(ttft_ms: float, decode_ms: float, repetitions: int, n_gen: int, *,
+                context: int | None = None, warmup_below: int | None = None) -> float:
+    """One context of one llama-bench job (see the module doc); from ``warmup_below`` tokens
+    on the TTFT run has no warm-up prefill (``device_agents.llamacpp.commands.prefills``)."""
+    n = prefills(context, repetitions, warmup_below) if context is not None else repetitions + 2
+    return n * ttft_ms + n_gen * repetitions * decode_ms
 
 
 def _class_of(kind: str | None, tags: Iterable[str]) -> str:
@@ -58,7 +62,9 @@ def spent(data: RunData) -> tuple[float, int, int]:
             rt = m.runtime or {}
             reps = int(rt.get("repetitions") or 1)
             n_gen = int(rt.get("n_gen") or data.config.n_gen)
-            total += m.tries * run_cost_ms(m.ttft_median_ms, m.decode_median_ms, reps, n_gen)
+            total += m.tries * run_cost_ms(m.ttft_median_ms, m.decode_median_ms, reps, n_gen,
+                                           context=m.context,
+                                           warmup_below=rt.get("warmup_below"))
             priced += 1
     return total, priced, unpriced
 
@@ -117,7 +123,8 @@ def _confirm_cost(spec: ArchSpec, figures: dict[int, MeasurementSnapshot], data:
             factor = calibration.factors.get((metric, device_class), 1.0)
             est[metric] = factor * grow(metric, figure, spec, config.quant, frm, context,
                                         flash_attn)
-        cost += run_cost_ms(est["ttft_ms"], est["decode_ms"], reps, config.n_gen)
+        cost += run_cost_ms(est["ttft_ms"], est["decode_ms"], reps, config.n_gen,
+                            context=context, warmup_below=BenchSettings.warmup_below)
     return cost
 
 

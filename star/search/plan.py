@@ -2,9 +2,9 @@
 
 ``star search run --dry-run`` prints this and writes nothing. Device time is estimated per job
 from what llama-bench does (``device_agents.llamacpp.commands``): per context, a TTFT process
-prefills C tokens (repetitions + 1 warm-up), and a decode process prefills C tokens once (the
-depth, untimed but paid) then times ``n_gen`` tokens per repetition. The prefill and decode times
-come from the cost model's roofline of the seed and baseline genomes at the deployment scale,
+prefills C tokens (repetitions, plus an untimed warm-up below 16K), and a decode process
+prefills C tokens once (the depth, untimed but paid; ``commands.prefills``) then times ``n_gen``
+tokens per repetition. The prefill and decode times come from the cost model's roofline of the seed and baseline genomes at the deployment scale,
 with an effective device speed: taken from this lab's own past measurements of the device class
 when there are some (median measured / roofline), else a nominal 2-thread laptop CPU (stated in
 the output: an estimate to size a study, not a promise).
@@ -16,6 +16,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from device_agents.llamacpp.commands import prefills
 from star.cost import Quant
 from star.cost.roofline import DeviceRoofline, decode_seconds, ttft_seconds
 from star.db.device_class import DeviceClass
@@ -58,7 +59,8 @@ def job_seconds(spec: ArchSpec, contexts: Sequence[int], quant: Quant, *, repeti
     for c in contexts:
         prefill = ttft_seconds(spec, c, device, quant) * scale
         decode = decode_seconds(spec, c, device, quant) * scale
-        total += 2 * LOAD_S + (repetitions + 2) * prefill + repetitions * n_gen * decode
+        total += (2 * LOAD_S + prefills(c, repetitions) * prefill
+                  + repetitions * n_gen * decode)
     return total
 
 
