@@ -4,10 +4,11 @@
 from what llama-bench does (``device_agents.llamacpp.commands``): per context, a TTFT process
 prefills C tokens (repetitions, plus an untimed warm-up below 16K), and a decode process
 prefills C tokens once (the depth, untimed but paid; ``commands.prefills``) then times ``n_gen``
-tokens per repetition. The prefill and decode times come from the cost model's roofline of the seed and baseline genomes at the deployment scale,
-with an effective device speed: taken from this lab's own past measurements of the device class
-when there are some (median measured / roofline), else a nominal 2-thread laptop CPU (stated in
-the output: an estimate to size a study, not a promise).
+tokens per repetition. The prefill and decode times come from the cost model's roofline of the
+seed and baseline genomes at the deployment scale, with an effective device speed: taken from
+this lab's own past measurements of the device class when there are some (median measured /
+roofline), else a nominal 2-thread laptop CPU (stated in the output: an estimate to size a
+study, not a promise).
 """
 
 from __future__ import annotations
