@@ -120,7 +120,7 @@ def test_coordinator_restarted_mid_job_gets_the_spooled_result_once(tmp_path: Pa
         assert not thread.is_alive()
         assert len(agent.spool) == 0 and runner.measured == [job["id"]]
         done = admin.get(api(f"/jobs/{job['id']}")).json()
-        assert done["state"] == "done" and done["attempts"] == 0
+        assert done["state"] == "done" and done["attempts"] == 1  # the one that did it
         rows = admin.get(api("/measurements"), params={"job_id": job["id"]}).json()
         assert rows["count"] == 2
     finally:

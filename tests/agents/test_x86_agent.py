@@ -117,7 +117,7 @@ def test_x86_agent_killed_mid_job_then_measured_exactly_once(
     out, _ = b.communicate(timeout=600)
     assert b.returncode == 0, out
     done = lab.admin.get(api(f"/jobs/{job['id']}")).json()
-    assert done["state"] == "done" and done["attempts"] == 1
+    assert done["state"] == "done" and done["attempts"] == 2  # the killed one and this one
     rows = lab.admin.get(api("/measurements"), params={"job_id": job["id"]}).json()["data"]
     assert sorted(r["context"] for r in rows) == [64, 512, 1024, 2048]  # measured exactly once
     rescuer_id = lab.admin.get(api("/devices/rescuer")).json()["id"]
