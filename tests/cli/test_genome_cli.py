@@ -26,7 +26,9 @@ def test_stats_json_seed_figures() -> None:
     assert doc["active_params"] == 1_170_340_608
     assert doc["kv_bytes_per_token"] == 6144
     assert doc["state_bytes"] == 10 * 2048 * 2 * 4
-    assert set(doc["weight_bytes"]) == {"f32", "f16", "q8_0", "q4_0"}
+    # every type the exporter offers for this genome, priced by the same per-tensor rules
+    assert {"f32", "f16", "q8_0", "q4_0", "q4_k_m", "q6_k"} <= set(doc["weight_bytes"])
+    assert doc["weight_bytes"]["q4_k_m"] > doc["weight_bytes"]["q4_0"]
     r = star("genome", "stats", str(GENOMES / "llama-3.2-1b.yaml"), "--json",
              "--cache-bytes-per-element", "1")
     assert json.loads(r.stdout)["kv_bytes_per_token"] == 16384
