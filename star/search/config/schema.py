@@ -27,12 +27,21 @@ class ScaleSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    d_model: int = Field(ge=8)
-    head_dim: int | None = Field(default=None, ge=2)
-    vocab_size: int | None = Field(default=None, ge=4)
-    max_experts: int | None = Field(default=None, ge=1)
-    context_length: int | None = Field(default=None, ge=16)
-    multiple: int = Field(default=8, ge=1)
+    d_model: int = Field(ge=8, description="residual width of the scaled genome")
+    head_dim: int | None = Field(
+        default=None, ge=2,
+        description="per-head width of attention, linear-attention and SSM heads (None:"
+        " the genome's)")
+    vocab_size: int | None = Field(
+        default=None, ge=4, description="vocabulary size (None: the genome's)")
+    max_experts: int | None = Field(
+        default=None, ge=1,
+        description="cap on MoE experts; top-k is scaled along (None: the genome's)")
+    context_length: int | None = Field(
+        default=None, ge=16,
+        description="context length written into the model (None: the genome's)")
+    multiple: int = Field(
+        default=8, ge=1, description="FFN widths are rounded to a multiple of this")
 
     def to_scale(self) -> Scale:
         return Scale(**self.model_dump())
@@ -47,8 +56,12 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    metric: str
-    max: float
+    metric: str = Field(
+        description="metric[@context][/device_class], as in objectives (e.g. "
+        "peak_rss_mb@32768/android:s24)")
+    max: float = Field(
+        description="upper bound in the metric's unit (ms, MiB, millions of parameters,"
+        " bytes)")
 
     @field_validator("metric")
     @classmethod
@@ -68,8 +81,11 @@ class Baseline(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    genome: Path
-    label: str | None = Field(default=None, min_length=1, max_length=128)  # default: file stem
+    genome: Path = Field(
+        description="genome YAML file of the baseline (relative to the config file)")
+    label: str | None = Field(
+        default=None, min_length=1, max_length=128,
+        description="name shown in reports (default: the file's stem)")
 
     @model_validator(mode="before")
     @classmethod
@@ -89,15 +105,26 @@ class Staging(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    screen: list[int] | None = None  # default: the contexts that are not confirm contexts
-    confirm: list[int] = Field(min_length=1)
+    screen: list[int] | None = Field(
+        default=None,
+        description="contexts every candidate is measured at (default: contexts minus "
+        "confirm)")
+    confirm: list[int] = Field(
+        min_length=1, description="long contexts measured only for the chosen candidates and every "
+        "baseline")
     # confirmed: this generation's candidates in the first ``confirm_rank`` non-dominated fronts
     # of the run so far (screening figures, long-context estimates) ...
-    confirm_rank: int = Field(default=1, ge=1, le=64)
+    confirm_rank: int = Field(
+        default=1, ge=1, le=64,
+        description="confirm this generation's candidates in the first N non-dominated "
+        "fronts of the run so far")
     # ... at most this many per generation (None: no cap)
-    confirm_max: int | None = Field(default=None, ge=1)
+    confirm_max: int | None = Field(
+        default=None, ge=1,
+        description="confirm at most this many candidates per generation (None: no cap)")
     # repetitions at the confirm contexts (None: ``repetitions``): a 32K prefill costs minutes
-    confirm_repetitions: int | None = Field(default=None, ge=1)
+    confirm_repetitions: int | None = Field(
+        default=None, ge=1, description="repetitions at the confirm contexts (None: repetitions)")
 
 
 class OperatorSettings(BaseModel):
@@ -105,33 +132,56 @@ class OperatorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    sampling: Literal["genome"] = "genome"  # seeds, their mutants, random genomes
-    crossover: Literal["layerwise"] = "layerwise"  # layer-wise two-point crossover
-    mutation: Literal["hierarchical"] = "hierarchical"  # backbone / operator / featurizer
-    crossover_prob: float = Field(default=0.9, ge=0.0, le=1.0)
-    mutation_prob: float = Field(default=1.0, ge=0.0, le=1.0)
-    n_mutations: int = Field(default=1, ge=1, le=16)
+    sampling: Literal["genome"] = Field(
+        default="genome", description="initial population: seeds, their mutants and random genomes")
+    crossover: Literal["layerwise"] = Field(
+        default="layerwise", description="layer-wise two-point crossover")
+    mutation: Literal["hierarchical"] = Field(
+        default="hierarchical",
+        description="hierarchical mutation: backbone, operator or featurizer")
+    crossover_prob: float = Field(
+        default=0.9, ge=0.0, le=1.0,
+        description="probability that a pair of parents is crossed over")
+    mutation_prob: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="probability that an offspring is mutated")
+    n_mutations: int = Field(
+        default=1, ge=1, le=16, description="mutations applied to a mutated offspring")
     # LIV operator classes a genome may use (None: any that the runtime runs)
-    token_mixers: list[str] | None = None
-    channel_mixers: list[str] | None = None
+    token_mixers: list[str] | None = Field(
+        default=None, description="token mixers a genome may use (None: any that the runtime runs)")
+    channel_mixers: list[str] | None = Field(
+        default=None,
+        description="channel mixers a genome may use (None: any that the runtime runs)")
     # depth range of random genomes in the initial population
-    layers: tuple[int, int] = (4, 24)
+    layers: tuple[int, int] = Field(
+        default=(4, 24), description="[min, max] depth of random genomes in the initial population")
     # Surrogate-assisted pre-selection (star.search.surrogate): make `oversample` x population
     # offspring per generation and send to the devices only the population's worth predicted
     # best by an online ridge model of the told F/G on analytic features (the first generation:
     # by the analytic costs alone). Offspring are free, device evaluations are not. False: plain
     # NSGA-II offspring (runs created before this field existed replay that way).
-    surrogate: bool = True
-    oversample: int = Field(default=10, ge=1, le=64)
+    surrogate: bool = Field(
+        default=True, description="pre-select offspring with the online surrogate (oversample x "
+        "population bred, population kept)")
+    oversample: int = Field(
+        default=10, ge=1, le=64,
+        description="offspring bred per kept offspring when the surrogate pre-selects")
     # predicted objectives are lowered by this many predictive sd before ranking (optimism in
     # the face of uncertainty; 0 ranks by the predicted mean)
-    optimism: float = Field(default=1.0, ge=0.0, le=5.0)
+    optimism: float = Field(
+        default=1.0, ge=0.0, le=5.0,
+        description="predicted objectives are lowered by this many predictive sd before"
+        " ranking")
     # how the kept offspring are chosen (star.search.preselect): "hv" greedy hypervolume gain
     # over everything told, "rank" NSGA-II's rank and crowding with the population
-    preselect: Literal["hv", "rank"] = "hv"
+    preselect: Literal["hv", "rank"] = Field(
+        default="hv", description="how kept offspring are chosen: hv (greedy hypervolume gain) or "
+        "rank (NSGA-II)")
     # share of the oversampled pool drawn fresh from the initial sampler (seed mutants, random
     # genomes) instead of bred from the population: the surrogate keeps the good ones
-    immigrants: float = Field(default=0.3, ge=0.0, le=1.0)
+    immigrants: float = Field(
+        default=0.3, ge=0.0, le=1.0,
+        description="share of the bred pool drawn fresh from the initial sampler")
 
     @model_validator(mode="before")
     @classmethod
@@ -178,41 +228,87 @@ class SearchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=128)
-    seed: int = Field(default=0, ge=0)  # pymoo's seed, and every candidate's training seed
-    population: int = Field(default=16, ge=2)
-    generations: int = Field(default=18, ge=1)  # including the initial population
-    base_genome: Path | None = None  # frozen model genes of random genomes (vocab, numerics)
-    seed_genomes: list[Path] = Field(default_factory=list)  # first members of generation 0
-    proxy_scale: ScaleSettings = TINY_SETTINGS  # trained for the quality objective
-    deploy_scale: ScaleSettings | Literal["native"] = "native"  # exported and measured
-    quant: Quant = Quant.Q4_0
-    contexts: list[int] = Field(default_factory=lambda: [4096, 32768])
-    repetitions: int = Field(default=3, ge=1)
-    n_gen: int = Field(default=32, ge=1)  # tokens generated for the decode figure
+    name: str = Field(min_length=1, max_length=128, description="run name (unique in the lab)")
+    seed: int = Field(
+        default=0, ge=0, description="pymoo's seed, and every candidate's training seed")
+    population: int = Field(default=16, ge=2, description="candidates per generation")
+    generations: int = Field(
+        default=18, ge=1, description="generations, including the initial population")
+    base_genome: Path | None = Field(
+        default=None, description="genome whose frozen model genes (vocabulary, numerics) random "
+        "genomes take")
+    seed_genomes: list[Path] = Field(
+        default_factory=list, description="genome files that are the first members of generation 0")
+    proxy_scale: ScaleSettings = Field(
+        default=TINY_SETTINGS,
+        description="the scale candidates are proxy-trained at (quality objective)")
+    deploy_scale: ScaleSettings | Literal["native"] = Field(
+        default="native",
+        description="the scale candidates are exported and measured at ('native': the "
+        "genome's own)")
+    quant: Quant = Field(
+        default=Quant.Q4_0,
+        description="weight type of the measured files (llama-quantize's types; q4_k_m "
+        "is what most people ship)")
+    contexts: list[int] = Field(
+        default_factory=lambda: [4096, 32768],
+        description="context lengths measured (TTFT at C, decode at depth C, peak RSS "
+        "at C)")
+    repetitions: int = Field(default=3, ge=1, description="repetitions of each measured figure")
+    n_gen: int = Field(default=32, ge=1, description="tokens generated for the decode figure")
     # Device classes (kind[:tag...]) that profile every candidate; None: those the measured
     # objectives and budgets name.
-    device_classes: list[str] | None = None
-    objectives: list[str] = Field(default_factory=lambda: ["quality", "params"], min_length=1)
-    budgets: list[Budget] = Field(default_factory=list)
-    allowed_archs: list[str] | None = None  # llama.cpp archs a genome may export to; None: any
-    baselines: list[Baseline] = Field(default_factory=list)
+    device_classes: list[str] | None = Field(
+        default=None,
+        description="device classes (kind[:tag...]) that measure every candidate (None:"
+        " those the objectives and budgets name)")
+    objectives: list[str] = Field(
+        default_factory=lambda: ["quality", "params"], min_length=1,
+        description="metrics to minimise: quality, params, active_params, "
+        "kv_bytes_per_token, ttft_ms@C/class, decode_ms@C/class, "
+        "peak_rss_mb@C/class")
+    budgets: list[Budget] = Field(
+        default_factory=list,
+        description="constraints value(metric) <= max (pymoo constraints, not "
+        "penalties)")
+    allowed_archs: list[str] | None = Field(
+        default=None, description="llama.cpp architectures a genome may export to (None: any)")
+    baselines: list[Baseline] = Field(
+        default_factory=list,
+        description="genomes measured and trained like candidates but never bred (the "
+        "models to beat)")
     # llama.cpp flash attention settings every candidate is measured under (each objective
     # takes the candidate's better setting; a genome without attention is measured once, since
     # the setting changes nothing in it). Off and on differ more than most genes do at long
     # context: off holds a context x heads score buffer, on decodes slower on CPU.
-    flash_attn: list[bool] = Field(default_factory=lambda: [False, True], min_length=1,
-                                   max_length=2)
-    staging: Staging | None = None
-    generation_deadline_s: float = Field(default=6 * 3600.0, gt=0)
-    poll_interval_s: float = Field(default=5.0, gt=0)  # how often the engine reads job states
-    export_seed: int = Field(default=0, ge=0)  # random deployment weights (latency ignores them)
-    max_attempts: int = Field(default=3, ge=1)  # per profile job
-    operators: OperatorSettings = Field(default_factory=OperatorSettings)
+    flash_attn: list[bool] = Field(
+        default_factory=lambda: [False, True], min_length=1, max_length=2,
+        description="llama.cpp flash-attention settings every candidate is measured under; "
+        "each objective takes the better")
+    staging: Staging | None = Field(
+        default=None, description="screen every candidate at short contexts, confirm the near-"
+        "frontier ones at long contexts")
+    generation_deadline_s: float = Field(
+        default=6 * 3600.0, gt=0,
+        description="unfinished profile jobs of a generation are cancelled after this "
+        "long")
+    poll_interval_s: float = Field(
+        default=5.0, gt=0, description="how often the engine reads job states")
+    export_seed: int = Field(
+        default=0, ge=0,
+        description="seed of the random deployment weights (latency and memory ignore "
+        "their values)")
+    max_attempts: int = Field(
+        default=3, ge=1, description="attempts of a profile job before it fails")
+    operators: OperatorSettings = Field(
+        default_factory=OperatorSettings,
+        description="what the pymoo operators may produce and how often they vary a "
+        "genome")
     # Proxy training of the quality objective (metric "quality" = ProxyResult.quality_loss). The
     # model trained is the genome at ``proxy_scale``: ``proxy.model_scale`` is not used here.
     # Without this section, the file's top-level ``proxy:`` (as `star proxy train`) is used.
-    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    proxy: ProxyConfig = Field(
+        default_factory=ProxyConfig, description="proxy training of the quality objective")
 
     @model_validator(mode="before")
     @classmethod
