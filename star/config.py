@@ -5,8 +5,9 @@ One small pydantic-settings model, grouped by concern (``coordinator``, ``agent`
 arguments to ``load_settings``, environment (``STAR_DATABASE_URL``, ``STAR_COORDINATOR_URL``,
 ``STAR_DEVICE_TOKEN``, nested as ``STAR_COORDINATOR__LEASE_SECONDS``), the YAML file, the defaults.
 
-The YAML file is ``$STAR_CONFIG`` if set, else ``./lab_config.yaml`` when it exists. Unknown keys
-are ignored so that one file can also carry sections read by other tools.
+The YAML file is ``$STAR_CONFIG`` if set, else ``./lab_config.yaml`` when it exists. A key no
+setting has is refused with the closest known one (a typo must not be silently ignored); the
+``search:`` and ``proxy:`` sections belong to the search and ``star proxy train``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,10 +32,24 @@ _config_file: ContextVar[Path | None] = ContextVar("star_config_file", default=N
 _read_files: ContextVar[bool] = ContextVar("star_read_config_files", default=True)
 
 
+def _unknown_keys(model: type[BaseModel], data: Any, where: str,
+                  also: tuple[str, ...] = ()) -> None:
+    """A key no setting has is a typo, not a setting: refuse it, naming the closest one."""
+    import difflib
+
+    if not isinstance(data, dict):
+        return
+    known = set(model.model_fields) | set(also)
+    for key in data:
+        if isinstance(key, str) and key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {sorted(known)})"
+            raise ValueError(f"{where}{key}: unknown setting{hint}")
+
+
 class CoordinatorSettings(BaseModel):
     """The coordinator (``star serve``): the ``coordinator:`` section of lab_config.yaml."""
 
-    model_config = ConfigDict(extra="ignore")
 
     url: str = "http://127.0.0.1:8765"  # what agents and the CLI talk to
     host: str = "127.0.0.1"  # what `star serve` binds
@@ -80,7 +95,6 @@ class CoordinatorSettings(BaseModel):
 class AgentSettings(BaseModel):
     """A device agent (``star agent run``)."""
 
-    model_config = ConfigDict(extra="ignore")
 
     spool_dir: Path | None = None  # default: <data_dir>/spool/<device>
     work_dir: Path | None = None  # default: <data_dir>/work/<device>; artifacts land here
@@ -122,7 +136,6 @@ class AndroidSettings(BaseModel):
     an NDK build; it must still report the pinned commit.
     """
 
-    model_config = ConfigDict(extra="ignore")
 
     runtime_target: str = "android-arm64"  # or android-arm64-compat (armv8-a, older phones)
     llama_bench: Path | None = None  # an explicit phone binary instead of the cached build
@@ -135,12 +148,27 @@ class AndroidSettings(BaseModel):
     cpu_mask: str | None = None  # llama-bench -C mask; default: the big cores detected
 
 
+# Sections of lab_config.yaml that other readers own (the search, `star proxy train`).
+OTHER_SECTIONS = ("search", "proxy")
+
+
 class LabSettings(BaseSettings):
     """Everything a lab process reads from lab_config.yaml / ``STAR_*``."""
 
     model_config = SettingsConfigDict(
         env_prefix="STAR_", env_nested_delimiter="__", extra="ignore", validate_default=True
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, data: Any) -> Any:
+        # `search:` and `proxy:` are read by the search and `star proxy train`, not here
+        _unknown_keys(cls, data, "", also=OTHER_SECTIONS)
+        if isinstance(data, dict):
+            for name, section in (("coordinator", CoordinatorSettings),
+                                  ("agent", AgentSettings), ("android", AndroidSettings)):
+                _unknown_keys(section, data.get(name), f"{name}.")
+        return data
 
     data_dir: Path = Path(".star")
     database_url: str | None = None  # default: sqlite:///<data_dir>/star.db
@@ -214,6 +242,19 @@ class LabSettings(BaseSettings):
         return tuple(sources)
 
 
+class ConfigError(ValueError):
+    """Settings that cannot be used: one line per problem, ``file: field: reason``."""
+
+    def __init__(self, source: Path | None, exc: ValidationError) -> None:
+        where = f"{source}: " if source is not None else ""
+        self.problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            self.problems.append(f"{where}{loc + ': ' if loc else ''}{msg}")
+        super().__init__("; ".join(self.problems))
+
+
 def config_file() -> Path | None:
     """The YAML file in force: the one passed to ``load_settings``, ``$STAR_CONFIG``, or
     ``./lab_config.yaml`` if it exists."""
@@ -237,6 +278,9 @@ def load_settings(
     files = _read_files.set(read_files)
     try:
         return LabSettings(**overrides)
+    except ValidationError as exc:
+        source = config_file() if read_files else None
+        raise ConfigError(source, exc) from None
     finally:
         _read_files.reset(files)
         _config_file.reset(token)

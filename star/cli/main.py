@@ -10,6 +10,21 @@ import importlib
 
 import typer
 
+def _no_flag_metavars() -> None:
+    """typer 0.29 prints ``<bool>`` after every on/off flag in ``--help`` (``--json <bool>``),
+    as if the flag took a value; flags take none, so their help shows no type."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: object) -> str | None:
+        return None if self.is_flag else shown(self, ctx)  # type: ignore[arg-type]
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_no_flag_metavars()
+
 app = typer.Typer(
     name="star",
     help="STAR lab: hardware-in-the-loop architecture search for small language models.\n\n"
