@@ -57,9 +57,13 @@ class TextSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # A text file, a JSONL file (``text`` field) or a directory of them; None = the installed
-    # CPython's standard library (.py sources + pydoc_data/topics.py prose), present offline.
+    # A text file, a JSONL file (``text`` field) or a directory of them (``.gz`` allowed); None =
+    # the built-in corpus named by ``builtin``.
     corpus: Path | None = None
+    # Built-in corpora, both offline: "english" = public-domain English shipped with the package
+    # (star/proxy/data/english, PROVENANCE.md there); "stdlib" = the installed CPython's standard
+    # library (.py sources + pydoc_data/topics.py prose: code, not language).
+    builtin: Literal["english", "stdlib"] = "english"
     # Bytes read from the corpus in all (train + validation); bounds reading and BPE time.
     max_bytes: int = Field(default=4 * 1024 * 1024, ge=16 * 1024)
     # Share of documents (by hash of their id) that go to validation.
@@ -86,6 +90,13 @@ class ProxyConfig(BaseModel):
     # so candidates differ only by architecture and their own (training) seed.
     data_seed: int = Field(default=0, ge=0)
     text: TextSettings = Field(default_factory=TextSettings)
+    # Weight of each component in ``quality_loss`` (normalised over the trained components); a
+    # trained component not named here keeps its default: text 1, the other MAD tasks sharing 1,
+    # memorization 0 (reported beside the objective, not in it: FACTS.md).
+    weights: dict[TaskName, float] = Field(default_factory=dict)
+    # How a MAD task enters the objective: "accuracy" (1 - held-out accuracy) or "loss" (held-out
+    # answer cross-entropy / ln(answer alphabet): graded where accuracy is still at chance).
+    score: Literal["accuracy", "loss"] = "accuracy"
 
     # Proxy width of a genome (star.genome.scale presets) when a deployment spec is given.
     model_scale: Literal["tiny", "proxy"] = "proxy"
@@ -130,6 +141,14 @@ class ProxyConfig(BaseModel):
     def _device(cls, v: str) -> str:
         if v != "auto" and not (v in ("cpu", "mps", "cuda") or v.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, not {v!r}")
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: dict[TaskName, float]) -> dict[TaskName, float]:
+        bad = {k: w for k, w in v.items() if not w >= 0.0}
+        if bad:
+            raise ValueError(f"weights must be >= 0, not {bad}")
         return v
 
     @model_validator(mode="after")

@@ -300,7 +300,7 @@ def train_proxy(
     dev = resolve_device(device or config.device)
     label = name or spec.name
     plan = _plan(spec, config)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     done_tasks: dict[str, TaskMetrics] = {}
     text_metrics: TextMetrics | None = None
     total_steps, total_tokens, train_time, stopped = 0, 0, 0.0, False
@@ -329,6 +329,7 @@ def train_proxy(
                     )
                 else:
                     data = _task_data(item, config, dev)
+                cpu0 = time.process_time()
                 comp = _Component(spec, data, config, seed, dev)
                 n_params = max(n_params, sum(p.numel() for p in comp.model.parameters()))
                 try:
@@ -340,6 +341,7 @@ def train_proxy(
                         saved = str(weights_path)
                 finally:
                     comp.close()
+                cpu = time.process_time() - cpu0
                 total_steps += run.steps
                 total_tokens += run.tokens
                 train_time += run.wall_time_s
@@ -360,6 +362,7 @@ def train_proxy(
                         train_bytes=text.train_bytes,
                         val_tokens=answers,
                         tokenizer_path=str(text.tokenizer_path),
+                        cpu_time_s=cpu,
                     )
                 else:
                     done_tasks[item.name] = TaskMetrics(
@@ -376,6 +379,7 @@ def train_proxy(
                         seq_len=item.seq_len,
                         n_train=item.n_train,
                         n_test=item.n_test,
+                        cpu_time_s=cpu,
                     )
         except CorpusError as exc:
             raise ProxyConfigError(str(exc)) from None
@@ -398,6 +402,7 @@ def train_proxy(
                 text=text_metrics,
                 steps=total_steps,
                 wall_time_s=time.perf_counter() - t0,
+                cpu_time_s=time.process_time() - c0,
                 n_params=n_params,
             )
     return ProxyResult(
@@ -406,9 +411,10 @@ def train_proxy(
         device=str(dev),
         tasks=done_tasks,
         text=text_metrics,
-        **aggregate(done_tasks, text_metrics)._asdict(),
+        **aggregate(done_tasks, text_metrics, config.weights, config.score)._asdict(),
         steps=total_steps,
         wall_time_s=time.perf_counter() - t0,
+        cpu_time_s=time.process_time() - c0,
         tokens_per_s=total_tokens / train_time if train_time > 0 else 0.0,
         stopped_early=stopped,
         n_params=n_params,
