@@ -115,7 +115,9 @@ class ProxyConfig(BaseModel):
     # is left. None = steps only.
     wall_time_s: float | None = Field(default=None, gt=0.0)
 
-    # Where: "auto" = cuda if available else cpu. bf16 autocast on CUDA when amp is on.
+    # Where: "auto" = cuda if available else cpu. ``amp``: bf16 autocast (matmuls in bf16, fp32
+    # weights, norms, losses and SSM / linear-attention scans) on CUDA and on CPUs with native bf16
+    # matmul (AVX512-BF16, AMX), where it trains ~3x faster (bench/model_throughput.py).
     device: str = "auto"
     amp: bool = True
     # Intra-op threads of one training (None: torch's default in-process; the pool divides the
