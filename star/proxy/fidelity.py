@@ -92,16 +92,16 @@ def rank_fidelity(
     have = [np.flatnonzero(np.isfinite(proxy[i])) for i in range(g)]
     draws: list[float] = []
     for _ in range(n_boot):
-        rows = rng.integers(0, g, g)
-        cols = np.array([rng.choice(have[r]) for r in rows])
+        rows: np.ndarray = rng.integers(0, g, size=g)
+        cols = np.array([rng.choice(have[int(r)]) for r in rows.tolist()])
         v = stat(proxy[rows, cols], reference[rows])
         if np.isfinite(v):
             draws.append(v)
     if not draws:
         return Interval(value, float("nan"), float("nan"), g)
     tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(draws, [tail, 100.0 - tail])
-    return Interval(value, float(low), float(high), g)
+    low, high = (float(q) for q in np.percentile(draws, [tail, 100.0 - tail]))
+    return Interval(value, low, high, g)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

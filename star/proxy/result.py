@@ -154,7 +154,7 @@ def task_term(m: TaskMetrics, score: str) -> tuple[float, str, float, bool, str]
 def aggregate(
     tasks: dict[str, TaskMetrics],
     text: TextMetrics | None,
-    weights: Mapping[str, float] | None = None,
+    weights: dict[str, float] | None = None,
     score: str = "accuracy",
 ) -> Aggregate:
     """The aggregate fields of ``ProxyResult`` (see the module docstring).
