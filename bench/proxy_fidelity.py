@@ -149,6 +149,7 @@ def _proxy(steps: int, tasks: tuple[str, ...], lr: float = 3e-3) -> ProxyConfig:
 
 
 RECIPES: dict[str, ProxyConfig] = {
+    "s20ti": _proxy(20, ("text", "in_context_recall")),
     "s20": _proxy(20, ("text", *MAD)),
     "s60": _proxy(60, ("text", *MAD)),
     "s60-lr1e-3": _proxy(60, ("text", "in_context_recall"), lr=1e-3),

@@ -92,7 +92,7 @@ def rank_fidelity(
     have = [np.flatnonzero(np.isfinite(proxy[i])) for i in range(g)]
     draws: list[float] = []
     for _ in range(n_boot):
-        rows: np.ndarray = rng.integers(0, g, size=g)
+        rows = np.asarray(rng.integers(0, g, size=(g,)), dtype=np.int64)
         cols = np.array([rng.choice(have[int(r)]) for r in rows.tolist()])
         v = stat(proxy[rows, cols], reference[rows])
         if np.isfinite(v):
