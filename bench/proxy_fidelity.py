@@ -21,8 +21,13 @@ correlation is within the best one's interval. Runs on the local ProxyPool (or R
 ``--ray-address``). Results are cached in ``--out`` (JSON lines), so an interrupted run resumes
 and ``--analyse`` reprints without training.
 
+Recipe ``s20ti`` is exactly the ``ProxyConfig`` defaults (the analysis says so when it holds).
+
 Quick check (~3 CPU-minutes): ``python bench/proxy_fidelity.py --quick``
-README figure (~45 CPU-minutes): ``nice -n 15 python bench/proxy_fidelity.py --workers 2``
+README figure (~15 CPU-minutes): ``nice -n 15 python bench/proxy_fidelity.py --genomes 16
+--ref-steps 120 --recipes s20ti,s60ti,s20 --proxy-seeds 2``; everything (all 17 genomes, every
+recipe, a second reference seed for the reference's own noise ceiling, ~1 CPU-hour):
+``nice -n 15 python bench/proxy_fidelity.py --ref-seeds 2``
 """
 
 from __future__ import annotations
@@ -152,6 +157,7 @@ RECIPES: dict[str, ProxyConfig] = {
     "s20ti": _proxy(20, ("text", "in_context_recall")),
     "s20": _proxy(20, ("text", *MAD)),
     "s60": _proxy(60, ("text", *MAD)),
+    "s60ti": _proxy(60, ("text", "in_context_recall")),
     "s60-lr1e-3": _proxy(60, ("text", "in_context_recall"), lr=1e-3),
     "s150": _proxy(150, ("text", "in_context_recall")),
 }
@@ -322,6 +328,10 @@ def analyse(records: dict[str, dict], entries: list[Entry], recipes: list[str],
         print(f"reference seed 0 vs seed 1 (ceiling of any proxy): Spearman "
               f"{spearman(a, b):+.2f}, Kendall {kendall(a, b):+.2f} over {len(multi)} genomes")
 
+    defaults = ProxyConfig(device="cpu", threads=1).model_dump()
+    same = [r for r in recipes if RECIPES[r].model_dump(exclude={"task_params"}) == {
+        k: v for k, v in defaults.items() if k != "task_params"}]
+    print(f"recipes equal to the ProxyConfig defaults: {same or 'none'}")
     families = sorted({fam[n] for n in names})
     rows = []
     for recipe in recipes:
@@ -387,7 +397,8 @@ def main() -> None:
     ap.add_argument("--recipes", default=",".join(RECIPES), help=f"of {', '.join(RECIPES)}")
     ap.add_argument("--proxy-seeds", type=int, default=2)
     ap.add_argument("--ref-seeds", type=int, default=1)
-    ap.add_argument("--ref-steps", type=int, default=300)
+    ap.add_argument("--ref-steps", type=int, default=120,
+                    help="reference steps of 2,048 tokens (120: 10.7x the default proxy's tokens)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--ray-address", default=None)
     ap.add_argument("--boot", type=int, default=2000)
