@@ -167,7 +167,7 @@ QUICK_RECIPES = ("s20", "s60")
 def reference_config(steps: int) -> ProxyConfig:
     """Text only, 128-token windows, batch 16: ``steps * 2048`` training tokens."""
     return ProxyConfig.model_validate({
-        "tasks": ("text",), "steps": steps, "batch_size": 16, "eval_batch_size": 64,
+        "tasks": ("text",), "scale": 1.0, "steps": steps, "batch_size": 16, "eval_batch_size": 64,
         "lr": 2e-3, "warmup_frac": 0.05, "weight_decay": 0.1, "threads": 1, "device": "cpu",
         "text": TextSettings(max_bytes=6 << 20, seq_len=128, max_val_windows=256),
     })
