@@ -125,8 +125,10 @@ class ProxyConfig(BaseModel):
     # matmul (AVX512-BF16, AMX), where it trains ~3x faster (bench/model_throughput.py).
     device: str = "auto"
     amp: bool = True
-    # Intra-op threads of one training (None: torch's default in-process; the pool divides the
-    # cores among its workers).
+    # Intra-op threads of one training (None: one thread in-process, as the pool's default: the
+    # proxy's small matrices gain little from more, and on a shared machine OpenMP threads that
+    # wait for each other burn CPU; measured, `star proxy train` on 2 threads of a loaded box used
+    # 85 CPU-s where one thread used ~10. The pool divides the cores among its workers).
     threads: int | None = Field(default=None, ge=1)
 
     # Parallel execution (ProxyPool): local worker processes, or a Ray cluster when set

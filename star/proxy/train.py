@@ -64,8 +64,7 @@ def _deterministic(threads: int | None) -> Iterator[None]:
     threads_before = torch.get_num_threads()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads or 1)
     try:
         yield
     finally:
