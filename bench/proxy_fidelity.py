@@ -21,7 +21,7 @@ correlation is within the best one's interval. Runs on the local ProxyPool (or R
 ``--ray-address``). Results are cached in ``--out`` (JSON lines), so an interrupted run resumes
 and ``--analyse`` reprints without training.
 
-Recipe ``s20ti`` is exactly the ``ProxyConfig`` defaults (the analysis says so when it holds).
+Recipe ``s20t`` (the text component of ``s20ti``) is exactly the ``ProxyConfig`` defaults.
 
 Quick check (~3 CPU-minutes): ``python bench/proxy_fidelity.py --quick``
 README figure (~15 CPU-minutes): ``nice -n 15 python bench/proxy_fidelity.py --genomes 16
@@ -154,6 +154,9 @@ def _proxy(steps: int, tasks: tuple[str, ...], lr: float = 3e-3) -> ProxyConfig:
 
 
 RECIPES: dict[str, ProxyConfig] = {
+    "s10t": _proxy(10, ("text",)),
+    "s20t": _proxy(20, ("text",)),
+    "s40t": _proxy(40, ("text",)),
     "s20ti": _proxy(20, ("text", "in_context_recall")),
     "s20": _proxy(20, ("text", *MAD)),
     "s60": _proxy(60, ("text", *MAD)),
