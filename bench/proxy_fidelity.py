@@ -247,7 +247,7 @@ class Objective:
 
     @property
     def label(self) -> str:
-        parts = "+".join(f"{w:g}*{n}" if w != 1 else n for n, w in self.weights)
+        parts = "+".join(f"{w:.2g}*{n}" if w != 1 else n for n, w in self.weights)
         return f"{self.recipe}:{parts}" + (":loss" if self.score == "loss" else "")
 
     def components(self) -> set[str]:
