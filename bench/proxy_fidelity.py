@@ -157,6 +157,8 @@ RECIPES: dict[str, ProxyConfig] = {
     "s10t": _proxy(10, ("text",)),
     "s20t": _proxy(20, ("text",)),
     "s40t": _proxy(40, ("text",)),
+    "s20t-lr1e-3": _proxy(20, ("text",), lr=1e-3),
+    "s20t-lr1e-2": _proxy(20, ("text",), lr=1e-2),
     "s20ti": _proxy(20, ("text", "in_context_recall")),
     "s20": _proxy(20, ("text", *MAD)),
     "s60": _proxy(60, ("text", *MAD)),
