@@ -173,7 +173,8 @@ class ProxyConfig(BaseModel):
 
     @classmethod
     def quick(cls, **overrides: object) -> ProxyConfig:
-        """CPU preset: every task at scale 0.1, small batches, 200 steps per component."""
+        """The CPU preset from before #10: scale 0.1, batch 32, lr 1e-3, 200 steps per component at
+        tiny width (10x the default budget; tasks are the default ones unless given)."""
         base: dict[str, object] = {
             "scale": 0.1,
             "steps": 200,
