@@ -4,9 +4,10 @@ The defaults are the recipe chosen by measured fidelity (bench/proxy_fidelity.py
 validation loss on the bundled public-domain English corpus after 20 AdamW steps of 16 windows of
 32 byte-level tokens (lr 3e-3, warmup 10%, cosine; text and task sizes at ``scale`` 0.1), bf16
 autocast where the CPU multiplies bf16 natively, one thread. Against a 2x wider model trained on
-24x the tokens it ranked 16 architectures with Spearman +0.91 [90% CI +0.72, +0.96] at about one
-CPU-second per 6-layer candidate; adding MAD in-context recall (or more steps) ranked them worse
-against that reference, so the MAD tasks are opt-in (``tasks:``, ``weights:``). MAD's full-size
+24x the tokens it ranked 17 architectures with Spearman +0.89 [90% CI +0.70, +0.94] (the
+reference's own seed-to-seed Spearman: +0.92) at 0.8 CPU-seconds per 6-layer candidate; 10 steps,
+40-60 steps, lr 1e-3 or 1e-2, and adding MAD tasks all ranked them worse against that reference,
+so the MAD tasks are opt-in (``tasks:``, ``weights:``). MAD's full-size
 settings (Poli et al. 2024; FACTS.md: six tasks, batch 128, 12,800 examples) remain ``scale: 1.0``
 and ``tasks:`` away; ``ProxyConfig.quick()`` is the older CPU preset. Every field here is plain data
 (JSON/YAML round-trips), so a config travels to worker processes and Ray workers unchanged.

@@ -87,7 +87,8 @@ def rank_fidelity(
     reference = np.asarray(reference, dtype=float)
     g, s = proxy.shape
     per_seed = [stat(proxy[:, j], reference) for j in range(s) if np.isfinite(proxy[:, j]).all()]
-    value = float(np.nanmean(per_seed)) if per_seed else float("nan")
+    finite = [v for v in per_seed if np.isfinite(v)]
+    value = float(np.mean(finite)) if finite else float("nan")
     rng = np.random.default_rng(seed)
     have = [np.flatnonzero(np.isfinite(proxy[i])) for i in range(g)]
     draws: list[float] = []
