@@ -24,10 +24,9 @@ and ``--analyse`` reprints without training.
 Recipe ``s20t`` (the text component of ``s20ti``) is exactly the ``ProxyConfig`` defaults.
 
 Quick check (~3 CPU-minutes): ``python bench/proxy_fidelity.py --quick``
-README figure (~15 CPU-minutes): ``nice -n 15 python bench/proxy_fidelity.py --genomes 16
---ref-steps 120 --recipes s20ti,s60ti,s20 --proxy-seeds 2``; everything (all 17 genomes, every
-recipe, a second reference seed for the reference's own noise ceiling, ~1 CPU-hour):
-``nice -n 15 python bench/proxy_fidelity.py --ref-seeds 2``
+README figure (17 genomes, 2 proxy and 2 reference seeds; ~25 CPU-minutes):
+``nice -n 15 python bench/proxy_fidelity.py --ref-seeds 2 --recipes
+s10t,s20ti,s40t,s60ti,s20,s20t-lr1e-3,s20t-lr1e-2``
 """
 
 from __future__ import annotations
