@@ -61,12 +61,38 @@ def test_jsonl_text_field_and_errors(tmp_path: Path) -> None:
         load_corpus(TextSettings(corpus=tmp_path / "missing"), 1 << 20)
 
 
-def test_stdlib_default_corpus_is_offline_and_split() -> None:
-    corpus = load_corpus(TextSettings(), 96 * 1024)
+def test_stdlib_builtin_corpus_is_offline_and_split() -> None:
+    settings = TextSettings(builtin="stdlib")
+    corpus = load_corpus(settings, 96 * 1024)
     assert corpus.source.startswith("stdlib:")
     assert corpus.train and corpus.val
     assert 0 < corpus.val_bytes < corpus.train_bytes
-    assert corpus == load_corpus(TextSettings(), 96 * 1024)
+    assert corpus == load_corpus(settings, 96 * 1024)
+
+
+def test_default_corpus_is_the_bundled_english_sampled_across_works() -> None:
+    corpus = load_corpus(TextSettings(), 256 * 1024)
+    assert corpus.source.startswith("english:")
+    assert 0 < corpus.val_bytes < corpus.train_bytes <= 256 * 1024
+    text = "".join(corpus.train)
+    assert " the " in text and "def " not in text  # prose, not code
+    # hash order samples many works even under a small budget, not the first file only
+    works = {"HAMLET" in t or "Hamlet" in t for t in corpus.train}
+    assert len(corpus.train) >= 6 and works == {True, False}
+    assert corpus == load_corpus(TextSettings(), 256 * 1024)
+
+
+def test_gzipped_user_corpus_reads_like_plain_text(tmp_path: Path) -> None:
+    import gzip
+
+    root = write_corpus(tmp_path / "plain")
+    zipped = tmp_path / "zipped"
+    zipped.mkdir()
+    for f in root.iterdir():
+        (zipped / (f.name + ".gz")).write_bytes(gzip.compress(f.read_bytes()))
+    a = load_corpus(TextSettings(corpus=root, val_fraction=0.25), 1 << 20)
+    b = load_corpus(TextSettings(corpus=zipped, val_fraction=0.25), 1 << 20)
+    assert sorted(a.train + a.val) == sorted(b.train + b.val)
 
 
 def test_tokenizer_trained_locally_round_trips_and_is_cached(tmp_path: Path) -> None:
