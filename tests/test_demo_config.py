@@ -13,7 +13,7 @@ def test_demo_config_validates_with_a_baseline_long_context_and_two_families() -
     assert search.contexts == [1024, 4096] and search.generations == 3
     assert search.confirm_contexts() == [4096]  # at least 4K context, confirmed
     assert "peak_rss_mb@4096/x86" in search.objectives
-    assert [b.name for b in search.baselines] == ["llama-3.2-1b"]  # shows a baseline
+    assert [b.name for b in search.baselines] == ["llama-style-354m"]  # shows a baseline
     assert search.flash_attn == [False, True]
     from star.search.plan import plan
 
