@@ -215,6 +215,10 @@ def agent_run(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # an idle agent polls and heartbeats every few seconds: each request is not news (jobs,
+    # results, retries and failures are logged by the agent itself); -v shows them
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
     settings = _settings(config)
     if settings.device_token is None:
         fail("no device token: set STAR_DEVICE_TOKEN (from `star device register`)")
@@ -224,7 +228,8 @@ def agent_run(
         settings.device_token.get_secret_value(),
         timeout_s=a.request_timeout_s,
     )
-    backoff = Backoff(a.backoff_base_s, a.backoff_cap_s)
+    backoff = Backoff(a.backoff_base_s, a.backoff_cap_s, server_error_tries=a.server_error_tries,
+                      server_error_s=a.server_error_s)
     stop_waiting = threading.Event()
     try:
         me = _call(lambda: retrying(client.me, backoff=backoff, stop=stop_waiting))
