@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from tests.factories import (
 )
 from tests.lab.conftest import Lab, start_lab
 from tests.lab.test_lab_runs_api import config_doc
+from tests.support.wait import wait_for
 
 ENGINES = {"engine_heartbeat_s": 0.3, "adopt_interval_s": 0.2, "engine_stale_s": 3.0}
 
@@ -49,16 +49,6 @@ ENGINES = {"engine_heartbeat_s": 0.3, "adopt_interval_s": 0.2, "engine_stale_s":
 def doc(name: str) -> dict[str, Any]:
     return config_doc(name=name, generations=2, objectives=["params", "ttft_ms@64/x86"],
                       generation_deadline_s=1.0, poll_interval_s=0.1)
-
-
-def wait_for(what: str, condition: Callable[[], Any], timeout_s: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def run_of(db: Database, run_id: int) -> RunSnapshot:
@@ -97,7 +87,7 @@ def test_shutdown_stops_at_a_phase_and_the_next_coordinator_adopts(tmp_path: Pat
             assert r.status_code == 201, r.text
             run_id = r.json()["id"]
             wait_for("generation 0 to wait on its jobs", lambda: phase(db, run_id, 0) in (
-                "enqueued", "measured", "told"))
+                "enqueued", "measured", "told"), 120)
             owner = run_of(db, run_id).owner
     run = run_of(db, run_id)  # the server has shut down
     assert (run.status, run.status_reason) == (RunStatus.SUSPENDED, SHUTDOWN), run
@@ -106,7 +96,7 @@ def test_shutdown_stops_at_a_phase_and_the_next_coordinator_adopts(tmp_path: Pat
     with ThreadServer(settings) as second:
         with httpx.Client(base_url=second.url, headers=admin_headers(), timeout=30) as admin:
             run = wait_for("the adopted run to finish", lambda: (
-                r := admin.get(api(f"/runs/{run_id}")).json())["status"] == "done" and r)
+                r := admin.get(api(f"/runs/{run_id}")).json())["status"] == "done" and r, 120)
     assert run["driver"] == DRIVER and run_of(db, run_id).owner != owner
     with db.session_scope(readonly=True) as s:
         gens = repo.list_generations(s, run_id)
@@ -124,21 +114,21 @@ def test_stopped_by_the_user_is_not_adopted_and_resume_continues(lab: Lab) -> No
     lab.register("lap", "x86")
     r = lab.admin.post(api("/runs"), json=doc("paused"))
     run_id = r.json()["id"]
-    wait_for("generation 0", lambda: phase(lab.db, run_id, 0) is not None)
+    wait_for("generation 0", lambda: phase(lab.db, run_id, 0) is not None, 120)
     r = lab.admin.post(api(f"/runs/{run_id}/stop"))
     assert r.status_code == 200 and r.json()["stop_requested"] is True
     run = wait_for("the stop", lambda: (
-        r := lab.admin.get(api(f"/runs/{run_id}")).json())["status"] == "stopped" and r)
+        r := lab.admin.get(api(f"/runs/{run_id}")).json())["status"] == "stopped" and r, 120)
     assert run["status_reason"] == "stop requested"
     sweeps = lab.app.state.engines.sweeps
-    wait_for("five adoption sweeps", lambda: lab.app.state.engines.sweeps >= sweeps + 5)
+    wait_for("five adoption sweeps", lambda: lab.app.state.engines.sweeps >= sweeps + 5, 120)
     assert lab.admin.get(api(f"/runs/{run_id}")).json()["status"] == "stopped"
 
     r = lab.admin.post(api(f"/runs/{run_id}/resume"))
     assert r.status_code == 202, r.text
     assert lab.admin.post(api(f"/runs/{run_id}/resume")).status_code == 409  # driven here
     wait_for("the resumed run to finish", lambda: lab.admin.get(
-        api(f"/runs/{run_id}")).json()["status"] == "done")
+        api(f"/runs/{run_id}")).json()["status"] == "done", 120)
     assert lab.admin.post(api(f"/runs/{run_id}/resume")).status_code == 409  # done
     assert lab.admin.post(api("/runs/999/resume")).status_code == 404
     assert lab.client().post(api(f"/runs/{run_id}/stop")).status_code == 401
