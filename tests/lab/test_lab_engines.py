@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ from tests.factories import (
     admin_headers,
     api,
     database_url,
+    drop_database,
     make_device,
     make_settings,
     migrated_database,
@@ -173,15 +175,34 @@ def suspended_run(db: Database, name: str, owner: str) -> RunSnapshot:
         return lifecycle.finish(s, run_id=made.id, status=RunStatus.SUSPENDED, reason=SHUTDOWN)
 
 
-def test_two_coordinators_never_both_claim_a_run(tmp_path: Path) -> None:
-    db = migrated_database(database_url("sqlite", tmp_path))
-    run = suspended_run(db, "orphan", "gone:1:x")
-    a = EngineSupervisor(db, ArtifactStore(tmp_path / "a"))
-    b = EngineSupervisor(db, ArtifactStore(tmp_path / "a"))
-    assert [a.claim(run.id, "a:1:x"), b.claim(run.id, "b:1:x")] == [True, False]
-    now = run_of(db, run.id)
-    assert now.status is RunStatus.RUNNING and now.owner == "a:1:x"
-    db.dispose()
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_racing_coordinators_never_both_claim_a_run(tmp_path: Path, backend: str) -> None:
+    url = database_url(backend, tmp_path)
+    db = migrated_database(url)
+    try:
+        run = suspended_run(db, "orphan", "gone:1:x")
+        supervisors = [EngineSupervisor(db, ArtifactStore(tmp_path / "a")) for _ in range(6)]
+        start = threading.Barrier(len(supervisors))
+        claims: dict[str, bool] = {}
+
+        def claim(i: int) -> None:
+            start.wait()  # all at once
+            claims[f"c{i}:1:x"] = supervisors[i].claim(run.id, f"c{i}:1:x")
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(supervisors))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        winners = [owner for owner, won in claims.items() if won]
+        assert len(claims) == len(supervisors) and len(winners) == 1, claims
+        now = run_of(db, run.id)
+        assert now.status is RunStatus.RUNNING and now.owner == winners[0]
+        late = EngineSupervisor(db, ArtifactStore(tmp_path / "a"))  # and after the race
+        assert late.claim(run.id, "late:1:x") is False
+    finally:
+        db.dispose()
+        drop_database(url)
 
 
 def test_a_stop_requested_while_no_engine_listens_survives_a_restart(tmp_path: Path) -> None:
@@ -218,8 +239,6 @@ def test_an_engine_whose_run_was_taken_over_stops_and_leaves_the_run_alone(
         tmp_path: Path) -> None:
     """An engine that was silent long enough to be adopted must not keep working, nor write
     "stopped" over the new owner's "running"."""
-    import threading
-
     from star.search.config import parse_search_config
     from star.search.engine import SearchEngine
     from tests.conftest import ROOT
