@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,8 @@ from tests.lab.conftest import Lab
 from tests.support.adb_server import AdbServer
 from tests.support.emulated_phone import EmulatedPhone
 from tests.support.fake_llama_bench import write_fake_llama_bench
+from tests.support.procs import sleepers
+from tests.support.wait import wait_for
 
 NO_NEIGHBOURS = QuietThresholds(max_load_1m=None, max_steal_pct=None, max_other_cpu_pct=None,
                                 timeout_s=5, sample_s=0.1)  # fmt: skip
@@ -43,13 +43,6 @@ def tiny_model(tmp_path: Path) -> bytes:
     return write_tiny_gguf(tmp_path / "tiny.gguf", config).read_bytes()
 
 
-def _wait(condition: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _agent(lab: Lab, token: str, runner: object, tmp_path: Path) -> Agent:
     return Agent(CoordinatorClient(lab.url, token, timeout_s=10), runner,  # type: ignore[arg-type]
                  Spool(tmp_path / "spool"), tmp_path / "work", heartbeat_interval_s=0.3,
@@ -58,20 +51,6 @@ def _agent(lab: Lab, token: str, runner: object, tmp_path: Path) -> Agent:
 
 def _job(lab: Lab, job_id: int) -> dict[str, object]:
     return lab.admin.get(api(f"/jobs/{job_id}")).json()  # type: ignore[no-any-return]
-
-
-def _sleepers(seconds: str) -> list[int]:
-    """PIDs of live ``sleep <seconds>`` processes (the scripted benchmark's sleep mode)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if argv[:2] == [b"sleep", seconds.encode()]:
-                found.append(int(entry))
-    return found
 
 
 def test_x86_agent_remeasures_a_noisy_context_and_stores_tries_and_conditions(
@@ -101,11 +80,11 @@ def test_stopping_the_agent_stops_its_benchmark_and_gives_the_job_back(
     agent = _agent(lab, token, X86Runner(llama_bench_path=fake, threads=1), tmp_path)
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
-    _wait(lambda: _sleepers("97.25"), 30, "the benchmark to run")
+    wait_for("the benchmark to run", lambda: sleepers("97.25"), 30)
     agent.shutdown()
     thread.join(30)
     assert not thread.is_alive()
-    _wait(lambda: not _sleepers("97.25"), 10, "the benchmark to end")
+    wait_for("the benchmark to end", lambda: not sleepers("97.25"), 10)
     state = _job(lab, job["id"])
     assert state["state"] == "queued" and "stopped" in str(state["last_error"])
 
@@ -127,15 +106,15 @@ def test_star_agent_run_leaves_no_benchmark_behind(
                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)  # fmt: skip
     try:
-        _wait(lambda: _sleepers(marker), 60, "the benchmark to run")
+        wait_for("the benchmark to run", lambda: sleepers(marker), 60)
         agent.send_signal(how)
         output, _ = agent.communicate(timeout=30)
-        _wait(lambda: not _sleepers(marker), 10, "the benchmark to end with its agent")
+        wait_for("the benchmark to end with its agent", lambda: not sleepers(marker), 10)
     finally:
         if agent.poll() is None:
             agent.kill()
             agent.wait()
-        for pid in _sleepers(marker):
+        for pid in sleepers(marker):
             os.kill(pid, signal.SIGKILL)
     if how == signal.SIGTERM:
         assert agent.returncode == 0, output

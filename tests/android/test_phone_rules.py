@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from tests.support.adb_sandbox import SNAPDRAGON_8_GEN_2
 from tests.support.adb_server import AdbServer
 from tests.support.emulated_phone import EmulatedPhone
 from tests.support.fake_llama_bench import write_fake_llama_bench
+from tests.support.wait import wait_for
 
 ROOT = "/data/local/tmp/star"
 SETTINGS = BenchSettings(threads=8, n_gen=2, repetitions=3)
@@ -106,13 +106,6 @@ def test_noisy_figure_is_measured_again_and_the_quiet_try_kept(
     assert any("/jobs/noisy/c64-try2-ttft" in s for s in emulated_phone.services)
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def test_hot_figure_is_measured_again_after_a_cool_down(
     adb_server: AdbServer, emulated_phone: EmulatedPhone, model: Path, tmp_path: Path,
     outcomes: list[RunOutcome],
@@ -127,12 +120,12 @@ def test_hot_figure_is_measured_again_after_a_cool_down(
         return [t for t, s in emulated_phone.service_log() if "./job.sh" in s]
 
     def weather() -> None:
-        _wait_for(lambda: len(launches()) >= 2, "try 1's decode")
+        wait_for("try 1's decode", lambda: len(launches()) >= 2, 60)
         heated_at = time.monotonic()
         emulated_phone.set_thermal({"cpu-big": 52.0, "battery": 33.0})
         # cool down once the agent has seen the phone hot a few times (it is waiting)
-        _wait_for(lambda: sum(1 for t, s in emulated_phone.service_log()
-                              if t > heated_at and "thermal_zone" in s) >= 4, "a hot poll")
+        wait_for("a hot poll", lambda: sum(1 for t, s in emulated_phone.service_log()
+                                           if t > heated_at and "thermal_zone" in s) >= 4, 60)
         cooled_at.append(time.monotonic())
         emulated_phone.set_thermal({"cpu-big": 38.0, "battery": 33.0})
 
@@ -201,10 +194,8 @@ def test_stop_request_kills_the_benchmark_on_the_phone(
 
     worker = threading.Thread(target=run)
     worker.start()
-    deadline = time.monotonic() + 30
-    while not any("./job.sh" in s for s in emulated_phone.services):
-        assert time.monotonic() < deadline, "the benchmark never started"
-        time.sleep(0.05)
+    wait_for("the benchmark to start",
+             lambda: any("./job.sh" in s for s in emulated_phone.services), 30)
     cancel.set()
     worker.join(30)
     assert not worker.is_alive()

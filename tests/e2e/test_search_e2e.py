@@ -18,10 +18,10 @@ milliseconds were.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,12 @@ from tests.runtime.fixtures import (  # noqa: F401  (fixtures: the pinned llama.
 from tests.search.conftest import DEPLOY, PROXY
 from tests.support.adb_server import AdbServer, adb_builds, connected_phone
 from tests.support.emulated_phone import EmulatedPhone
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
 
+# what an agent logs when the coordinator does not answer (device_agents.agent)
+UNAVAILABLE = re.compile(r"coordinator unavailable|failed \(will retry\)")
 CONTEXTS = [64, 128]
 BUDGETS = [  # met by any measured candidate; an unmeasured one breaks them
     {"metric": "ttft_ms@128/x86", "max": 60_000},
@@ -75,18 +78,6 @@ def search_doc(name: str) -> dict[str, Any]:
     }
 
 
-def wait_for(what: str, condition: Callable[[], Any], timeout_s: float,
-             logs: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}\n{logs()}")
-        time.sleep(0.05)
-
-
 class Agents:
     """`star agent run` subprocesses, their output in files (shown when a wait times out)."""
 
@@ -101,6 +92,12 @@ class Agents:
             proc = subprocess.Popen(cmd, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
                                     cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         self.procs.append((device, proc, log))
+
+    def unavailable(self) -> dict[str, int]:
+        """Per agent, the lines of its log that say it found no coordinator and will retry
+        (a lease, a heartbeat or a result delivery)."""
+        return {device: len(UNAVAILABLE.findall(log.read_text(errors="replace")))
+                for device, _, log in self.procs}
 
     def logs(self) -> str:
         parts = []
@@ -184,7 +181,7 @@ def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
         assert r.status_code == 201, r.text
         straight = r.json()["id"]
         wait_for("the uninterrupted run", lambda: status(straight) in ("done", "failed"), 600,
-                 agents.logs)
+                 on_timeout=agents.logs)
         assert status(straight) == "done", admin.get(api(f"/runs/{straight}")).text
 
         # the same run, its coordinator killed while generation 1 is being measured
@@ -202,17 +199,21 @@ def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
                     s, [c.id for c in cands.values()]).values() for j in js]
             return any(j.state in (JobState.LEASED, JobState.DONE) for j in jobs)
 
-        wait_for("generation 1 to be measured", measuring_generation_1, 600, agents.logs)
+        wait_for("generation 1 to be measured", measuring_generation_1, 600, on_timeout=agents.logs)
+        before = agents.unavailable()
         server.kill()  # SIGKILL, the proxy-training workers with it
         with db.session_scope(readonly=True) as s:
             snap = repo.get_run(s, killed)
         assert snap.status is RunStatus.RUNNING  # nobody got to record anything
         dead_owner = snap.owner
         phase_at_kill = history(db, "killed")[1]["phase"]
-        time.sleep(2.0)  # the agents meet a dead coordinator: they spool and retry
+        # the agents meet the dead coordinator, and retry (a result they finish is spooled)
+        wait_for("both agents to find the coordinator gone", lambda: all(
+            n > before[device] for device, n in agents.unavailable().items()), 60,
+            on_timeout=agents.logs)
         server.start()  # same database, same port: it sees the dead owner and adopts the run
         wait_for("the adopted run", lambda: status(killed) in ("done", "failed"), 600,
-                 agents.logs)
+                 on_timeout=agents.logs)
         run = admin.get(api(f"/runs/{killed}")).json()
         assert run["status"] == "done", run
         with db.session_scope(readonly=True) as s:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import socket
-import time
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,14 @@ from tests.factories import (
     admin_headers,
     api,
     database_url,
+    drop_database,
     make_device,
     make_settings,
     migrated_database,
 )
 from tests.lab.conftest import Lab, start_lab
 from tests.lab.test_lab_runs_api import config_doc
+from tests.support.wait import wait_for
 
 ENGINES = {"engine_heartbeat_s": 0.3, "adopt_interval_s": 0.2, "engine_stale_s": 3.0}
 
@@ -49,16 +51,6 @@ ENGINES = {"engine_heartbeat_s": 0.3, "adopt_interval_s": 0.2, "engine_stale_s":
 def doc(name: str) -> dict[str, Any]:
     return config_doc(name=name, generations=2, objectives=["params", "ttft_ms@64/x86"],
                       generation_deadline_s=1.0, poll_interval_s=0.1)
-
-
-def wait_for(what: str, condition: Callable[[], Any], timeout_s: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def run_of(db: Database, run_id: int) -> RunSnapshot:
@@ -97,7 +89,7 @@ def test_shutdown_stops_at_a_phase_and_the_next_coordinator_adopts(tmp_path: Pat
             assert r.status_code == 201, r.text
             run_id = r.json()["id"]
             wait_for("generation 0 to wait on its jobs", lambda: phase(db, run_id, 0) in (
-                "enqueued", "measured", "told"))
+                "enqueued", "measured", "told"), 120)
             owner = run_of(db, run_id).owner
     run = run_of(db, run_id)  # the server has shut down
     assert (run.status, run.status_reason) == (RunStatus.SUSPENDED, SHUTDOWN), run
@@ -106,7 +98,7 @@ def test_shutdown_stops_at_a_phase_and_the_next_coordinator_adopts(tmp_path: Pat
     with ThreadServer(settings) as second:
         with httpx.Client(base_url=second.url, headers=admin_headers(), timeout=30) as admin:
             run = wait_for("the adopted run to finish", lambda: (
-                r := admin.get(api(f"/runs/{run_id}")).json())["status"] == "done" and r)
+                r := admin.get(api(f"/runs/{run_id}")).json())["status"] == "done" and r, 120)
     assert run["driver"] == DRIVER and run_of(db, run_id).owner != owner
     with db.session_scope(readonly=True) as s:
         gens = repo.list_generations(s, run_id)
@@ -124,21 +116,21 @@ def test_stopped_by_the_user_is_not_adopted_and_resume_continues(lab: Lab) -> No
     lab.register("lap", "x86")
     r = lab.admin.post(api("/runs"), json=doc("paused"))
     run_id = r.json()["id"]
-    wait_for("generation 0", lambda: phase(lab.db, run_id, 0) is not None)
+    wait_for("generation 0", lambda: phase(lab.db, run_id, 0) is not None, 120)
     r = lab.admin.post(api(f"/runs/{run_id}/stop"))
     assert r.status_code == 200 and r.json()["stop_requested"] is True
     run = wait_for("the stop", lambda: (
-        r := lab.admin.get(api(f"/runs/{run_id}")).json())["status"] == "stopped" and r)
+        r := lab.admin.get(api(f"/runs/{run_id}")).json())["status"] == "stopped" and r, 120)
     assert run["status_reason"] == "stop requested"
     sweeps = lab.app.state.engines.sweeps
-    wait_for("five adoption sweeps", lambda: lab.app.state.engines.sweeps >= sweeps + 5)
+    wait_for("five adoption sweeps", lambda: lab.app.state.engines.sweeps >= sweeps + 5, 120)
     assert lab.admin.get(api(f"/runs/{run_id}")).json()["status"] == "stopped"
 
     r = lab.admin.post(api(f"/runs/{run_id}/resume"))
     assert r.status_code == 202, r.text
     assert lab.admin.post(api(f"/runs/{run_id}/resume")).status_code == 409  # driven here
     wait_for("the resumed run to finish", lambda: lab.admin.get(
-        api(f"/runs/{run_id}")).json()["status"] == "done")
+        api(f"/runs/{run_id}")).json()["status"] == "done", 120)
     assert lab.admin.post(api(f"/runs/{run_id}/resume")).status_code == 409  # done
     assert lab.admin.post(api("/runs/999/resume")).status_code == 404
     assert lab.client().post(api(f"/runs/{run_id}/stop")).status_code == 401
@@ -183,15 +175,34 @@ def suspended_run(db: Database, name: str, owner: str) -> RunSnapshot:
         return lifecycle.finish(s, run_id=made.id, status=RunStatus.SUSPENDED, reason=SHUTDOWN)
 
 
-def test_two_coordinators_never_both_claim_a_run(tmp_path: Path) -> None:
-    db = migrated_database(database_url("sqlite", tmp_path))
-    run = suspended_run(db, "orphan", "gone:1:x")
-    a = EngineSupervisor(db, ArtifactStore(tmp_path / "a"))
-    b = EngineSupervisor(db, ArtifactStore(tmp_path / "a"))
-    assert [a.claim(run.id, "a:1:x"), b.claim(run.id, "b:1:x")] == [True, False]
-    now = run_of(db, run.id)
-    assert now.status is RunStatus.RUNNING and now.owner == "a:1:x"
-    db.dispose()
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_racing_coordinators_never_both_claim_a_run(tmp_path: Path, backend: str) -> None:
+    url = database_url(backend, tmp_path)
+    db = migrated_database(url)
+    try:
+        run = suspended_run(db, "orphan", "gone:1:x")
+        supervisors = [EngineSupervisor(db, ArtifactStore(tmp_path / "a")) for _ in range(6)]
+        start = threading.Barrier(len(supervisors))
+        claims: dict[str, bool] = {}
+
+        def claim(i: int) -> None:
+            start.wait()  # all at once
+            claims[f"c{i}:1:x"] = supervisors[i].claim(run.id, f"c{i}:1:x")
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(supervisors))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        winners = [owner for owner, won in claims.items() if won]
+        assert len(claims) == len(supervisors) and len(winners) == 1, claims
+        now = run_of(db, run.id)
+        assert now.status is RunStatus.RUNNING and now.owner == winners[0]
+        late = EngineSupervisor(db, ArtifactStore(tmp_path / "a"))  # and after the race
+        assert late.claim(run.id, "late:1:x") is False
+    finally:
+        db.dispose()
+        drop_database(url)
 
 
 def test_a_stop_requested_while_no_engine_listens_survives_a_restart(tmp_path: Path) -> None:
@@ -228,8 +239,6 @@ def test_an_engine_whose_run_was_taken_over_stops_and_leaves_the_run_alone(
         tmp_path: Path) -> None:
     """An engine that was silent long enough to be adopted must not keep working, nor write
     "stopped" over the new owner's "running"."""
-    import threading
-
     from star.search.config import parse_search_config
     from star.search.engine import SearchEngine
     from tests.conftest import ROOT

@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,27 +16,8 @@ from device_agents.llamacpp.local import run_process
 from tests.conftest import ROOT
 from tests.runtime.tiny_gguf import TinyConfig, write_tiny_gguf
 from tests.support.fake_llama_bench import write_fake_llama_bench
-
-
-def _sleepers(seconds: str) -> list[int]:
-    """PIDs of live ``sleep <seconds>`` processes (the scripted benchmark's sleep mode)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if argv[0].rsplit(b"/", 1)[-1] == b"sleep" and argv[1:2] == [seconds.encode()]:
-                found.append(int(entry))
-    return found
-
-
-def _wait(condition: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+from tests.support.procs import sleepers
+from tests.support.wait import wait_for
 
 
 @pytest.mark.parametrize(
@@ -60,15 +39,15 @@ def test_stopping_star_bench_stops_its_llama_bench(
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        _wait(lambda: _sleepers(marker), 60, "llama-bench to start")
+        wait_for("llama-bench to start", lambda: sleepers(marker), 60)
         bench.send_signal(how)
         output, _ = bench.communicate(timeout=30)
-        _wait(lambda: not _sleepers(marker), 10, "llama-bench to end with star bench")
+        wait_for("llama-bench to end with star bench", lambda: not sleepers(marker), 10)
     finally:
         if bench.poll() is None:
             bench.kill()
             bench.wait()
-        for pid in _sleepers(marker):
+        for pid in sleepers(marker):
             os.kill(pid, signal.SIGKILL)
     assert bench.returncode == exit_code, output
 
@@ -80,10 +59,10 @@ def test_cancel_stops_a_running_benchmark(tmp_path: Path) -> None:
         target=lambda: outcomes.append(run_process(["/bin/sleep", "79.5"], timeout_s=600,
                                                    cancel=cancel)))  # fmt: skip
     worker.start()
-    _wait(lambda: _sleepers("79.5"), 30, "the process to start")
+    wait_for("the process to start", lambda: sleepers("79.5"), 30)
     cancel.set()
     worker.join(10)
     assert not worker.is_alive()
     (outcome,) = outcomes
     assert outcome.timed_out and "cancelled" in outcome.stderr
-    assert not _sleepers("79.5")
+    assert not sleepers("79.5")

@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.support.procs import alive
+from tests.support.wait import wait_for
 
 OWNER = """
 from star.proxy import ProxyConfig
@@ -23,14 +24,6 @@ with ProxyPool(ProxyConfig(workers=1, threads=1), runner=block_forever) as pool:
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
 def test_training_workers_end_with_their_owner(tmp_path: Path, how: signal.Signals) -> None:
     pid_file = tmp_path / "worker.pid"
@@ -39,22 +32,19 @@ def test_training_workers_end_with_their_owner(tmp_path: Path, how: signal.Signa
                                   "STAR_TEST_PID_FILE": str(pid_file)})  # fmt: skip
     worker = 0
     try:
-        deadline = time.monotonic() + 120
-        while not pid_file.exists():
+        def started() -> bool:
             assert owner.poll() is None, "the pool owner died before its worker started"
-            assert time.monotonic() < deadline, "the worker never started"
-            time.sleep(0.05)
+            return pid_file.exists()
+
+        wait_for("the worker to start", started, 120)
         worker = int(pid_file.read_text())
-        assert _alive(worker)
+        assert alive(worker)
         owner.send_signal(how)
         owner.wait(30)
-        deadline = time.monotonic() + 20
-        while _alive(worker):
-            assert time.monotonic() < deadline, f"worker {worker} outlived its owner"
-            time.sleep(0.05)
+        wait_for(f"worker {worker} to end with its owner", lambda: not alive(worker), 20)
     finally:
         if owner.poll() is None:
             owner.kill()
             owner.wait()
-        if worker and _alive(worker):
+        if worker and alive(worker):
             os.kill(worker, signal.SIGKILL)

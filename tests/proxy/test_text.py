@@ -1,4 +1,5 @@
-"""Real text: deterministic split, locally trained tokenizer, fixed-length windows."""
+"""Real text: a split deterministic across processes, locally trained tokenizer, fixed-length
+windows."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from star.proxy.text import (
     train_tokenizer,
     windows,
 )
+from tests.support.other_process import in_another_process
 
 PROSE = ("The quick brown fox jumps over the lazy dog. Naïve café owners serve crème brûlée "
          "while 東京 tourists photograph it; def f(x): return x ** 2  # code, too\n")
@@ -30,12 +32,17 @@ def write_corpus(root: Path, n_files: int = 24) -> Path:
     return root
 
 
-def test_split_is_deterministic_and_by_document_id(tmp_path: Path) -> None:
+def test_split_is_deterministic_across_processes_and_by_document_id(tmp_path: Path) -> None:
     root = write_corpus(tmp_path / "corpus")
     settings = TextSettings(corpus=root, val_fraction=0.25)
     a = load_corpus(settings, 1 << 20)
     assert a == load_corpus(settings, 1 << 20)
     assert a.train and a.val and not set(a.train) & set(a.val)
+    code = ("import json; from star.proxy.config import TextSettings;"
+            " from star.proxy.text import load_corpus;"
+            f" c = load_corpus(TextSettings(corpus={str(root)!r}, val_fraction=0.25), 1 << 20);"
+            " print(json.dumps([c.train_digest(), c.val]))")
+    assert in_another_process(code, hash_seed=1) == [a.train_digest(), list(a.val)]
     # Adding documents does not move existing ones between the splits.
     (root / "extra.txt").write_text("another document\n" * 50)
     b = load_corpus(settings, 1 << 20)
