@@ -68,6 +68,7 @@ class Ridge:
         self.relative = relative
         self.n = 0
         self.mean_y = 0.0
+        self.floor: float | None = None  # the lowest credible prediction (set by its owner)
         self.sigma = 0.0
         self.beta: np.ndarray | None = None
         self.M_inv = np.zeros((0, 0))
@@ -227,6 +228,11 @@ class Surrogate:
             # too little data: the mean alone (for a cost, the analytic base times the mean
             # observed ratio)
             model.fit(X if len(obs) >= self.min_points else X[:, :0], y)
+            # an additive cost's ratio to its analytic base never drops far below what any
+            # device showed: a linear extrapolation to zero or below (a genome unlike every
+            # told one) would otherwise predict it 1000x too cheap, and pre-selection would
+            # favour exactly that genome
+            model.floor = 0.5 * float(y.min()) if rows[0].additive else None
             self.models[key.name] = model
         self.n_fitted = len(archive)
         if log.isEnabledFor(logging.DEBUG):
@@ -251,7 +257,8 @@ class Surrogate:
             return np.log(base), np.ones(len(costs)), key.metric == "peak_rss_mb"
         mean, sd = model.predict(np.array([r.x for r in rows]))
         if rows[0].additive:  # sd is relative already
-            ratio = np.maximum(mean, 1e-3 * max(model.mean_y, 1e-12))
+            floor = model.floor if model.floor is not None else 1e-3 * max(model.mean_y, 1e-12)
+            ratio = np.maximum(mean, max(floor, 1e-12))
             return np.round(np.log(base * ratio), _ROUND), sd, True
         return np.round(mean, _ROUND), sd, True
 

@@ -9,6 +9,7 @@ recovering the formula it was fitted with.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 
@@ -297,3 +298,25 @@ def test_runs_stored_before_the_surrogate_replay_without_it() -> None:
     stored = SearchConfig.model_validate(doc, context={"stored": True})
     assert stored.operators.surrogate is False
     assert SearchConfig.model_validate(doc).operators.surrogate is True
+
+
+def test_a_cost_is_never_predicted_far_below_every_told_ratio() -> None:
+    """A genome unlike every told one can extrapolate the ratio (measured / analytic) to zero
+    or below; the prediction then stays at half the lowest told ratio instead of 1e-3 of the
+    mean (once 1000x too cheap, which pre-selection favours)."""
+    from star.search.features import Costs, features
+
+    key = parse_metric("ttft_ms@2048/x86")
+    model = Surrogate([key], [], lambda g: g.to_spec(), Quant.Q4_0, min_points=2)
+    archive = Archive()
+    genomes = sample(12, 0)
+    told_ = [features(key, Costs.of(Genome(g).to_spec(), Quant.Q4_0)).base * 2.0
+             for g in genomes]  # a device exactly 2x the analytic base
+    archive.add(np.array(genomes), np.array(told_)[:, None], np.zeros((len(genomes), 1)))
+    model.fit(archive)
+    # a model that extrapolates to a negative ratio for this genome
+    model.models[key.name].predict = lambda X: (np.full(len(X), -5.0),  # type: ignore
+                                                     np.zeros(len(X)))
+    log_pred, _, _ = model.predict_log(key, [genomes[0]])
+    base = features(key, Costs.of(Genome(genomes[0]).to_spec(), Quant.Q4_0)).base
+    assert math.exp(log_pred[0]) == pytest.approx(base * 1.0, rel=1e-3)  # 0.5 x ratio 2.0
