@@ -33,7 +33,10 @@ def validate(
     """Check genome files: problems with their field paths, and whether each exports.
 
     For a valid genome: the llama.cpp arch it exports to, or why not (layer and operator) and
-    the nearest arch that `star genome fit` would bring it to."""
+    the nearest arch that `star genome fit` would bring it to.
+
+    Example: star genome validate genomes/*.yaml
+    """
     from star.export import UnsupportedGenome, check_exportable
     from star.genome import InvalidGenome, load_genome
 
@@ -90,7 +93,10 @@ def stats(
         "--cache-bytes-per-element", help="KV cache bytes per element (1 = q8, 2 = f16)",
         min=1, max=4)] = 2,
 ) -> None:
-    """Analytic costs: parameters, weight bytes per quantization, KV and state bytes, FLOPs."""
+    """Analytic costs: parameters, weight bytes per quantization, KV and state bytes, FLOPs.
+
+    Example: star genome stats genomes/lfm2-1.2b.yaml --json
+    """
     with user_errors():
         rows = [_stats_dict(p, cache_bytes) for p in files]
     if json_out:
@@ -172,7 +178,10 @@ def random(
     """Sample a random genome that stock llama.cpp runs (prints YAML).
 
     The random genome is fitted to the nearest exportable llama.cpp arch (--arch restricts
-    which); --raw gives the unconstrained sample."""
+    which); --raw gives the unconstrained sample.
+
+    Example: star genome random --seed 3 --arch lfm2 -o g.yaml
+    """
     import numpy as np
 
     from star.cli.errors import UserError
@@ -222,7 +231,10 @@ def mutate(
     """Mutate a genome into one that stock llama.cpp runs (prints YAML).
 
     Each mutant is fitted to the nearest exportable llama.cpp arch, which may be another family
-    than the parent's (--arch / --keep-arch restrict it, --raw skips the fit)."""
+    than the parent's (--arch / --keep-arch restrict it, --raw skips the fit).
+
+    Example: star genome mutate genomes/lfm2-350m.yaml --seed 1 -o m.yaml
+    """
     import numpy as np
 
     from star.cli.errors import UserError
@@ -278,7 +290,10 @@ def fit(
     """Fit a genome to the nearest llama.cpp arch that runs it (prints YAML).
 
     Nearest = fewest per-layer edits (star.search.runtime_fit), e.g. for a linear-attention
-    hybrid or a short conv + SSM mix; --arch restricts the archs."""
+    hybrid or a short conv + SSM mix; --arch restricts the archs.
+
+    Example: star genome fit genomes/hybrid-linear-attn-350m.yaml -o fitted.yaml
+    """
     from star.cli.errors import UserError
     from star.genome import Genome, load_genome
     from star.search.runtime_fit import rank_fits
@@ -320,7 +335,12 @@ def match(
 
     Width scaling keeps depth, head_dim and the GQA ratio; the FFN width takes the remainder
     (star.genome.match). Prints the matched counts and KV bytes per token; the result must
-    export to GENOME's arch."""
+    export to GENOME's arch.
+
+    Example:
+        star genome match genomes/llama-3.2-1b.yaml --params-like genomes/lfm2-350m.yaml \
+        -o llama-354m.yaml
+    """
     from star.cli.errors import UserError
     from star.export import UnsupportedGenome, check_exportable
     from star.genome import load_genome

@@ -52,7 +52,10 @@ def serve(
     host: Annotated[str | None, typer.Option(help="listen address (coordinator.host)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (coordinator.port)")] = None,
 ) -> None:
-    """Run the coordinator (REST API; OpenAPI at /docs)."""
+    """Run the coordinator (REST API; OpenAPI at /docs).
+
+    Example: star serve --config lab_config.yaml
+    """
     import uvicorn
 
     from star.db import SchemaOutOfDateError
@@ -76,7 +79,10 @@ def db_upgrade(
     config: ConfigOpt = None,
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
 ) -> None:
-    """Migrate the database to the newest schema (creates a SQLite file if needed)."""
+    """Migrate the database to the newest schema (creates a SQLite file if needed).
+
+    Example: star db upgrade --config lab_config.yaml
+    """
     from star.db import Database, upgrade
     from star.db.migrate import current_revision
 
@@ -89,7 +95,10 @@ def db_upgrade(
 
 @db_app.command("current")
 def db_current(config: ConfigOpt = None) -> None:
-    """Print the database's schema revision and the one this code needs."""
+    """Print the database's schema revision and the one this code needs.
+
+    Example: star db current
+    """
     from star.db import Database
     from star.db.migrate import current_revision, head_revision
 
@@ -139,7 +148,10 @@ def device_register(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Register a device; prints its token ONCE (give it to the agent as STAR_DEVICE_TOKEN)."""
+    """Register a device; prints its token ONCE (give it to the agent as STAR_DEVICE_TOKEN).
+
+    Example: star device register s24 --kind android --serial R5CX123 --tags s24
+    """
     from pydantic import ValidationError
 
     from device_agents.protocol import DeviceCreate
@@ -163,7 +175,10 @@ def device_list(
     all_: Annotated[bool, typer.Option("--all", help="include retired devices")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
-    """List devices with their status and properties."""
+    """List devices with their status and properties.
+
+    Example: star device list --json
+    """
     with _admin(config) as client:
         devices = _call(lambda: client.list_devices(include_retired=all_))
     if as_json:
@@ -190,7 +205,10 @@ def device_list(
 
 @device_app.command("retire")
 def device_retire(name: str, config: ConfigOpt = None) -> None:
-    """Retire a device: its token stops working; its measurements stay."""
+    """Retire a device: its token stops working; its measurements stay.
+
+    Example: star device retire old-laptop
+    """
     with _admin(config) as client:
         device = _call(lambda: client.retire_device(name))
     typer.echo(f"retired device {device.name}")
@@ -206,7 +224,10 @@ def agent_run(
     max_jobs: Annotated[int | None, typer.Option(help="exit after this many jobs")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Serve profile jobs for one device until interrupted (SIGINT/SIGTERM)."""
+    """Serve profile jobs for one device until interrupted (SIGINT/SIGTERM).
+
+    Example: STAR_DEVICE_TOKEN=... star agent run --device s24
+    """
     from device_agents.agent import Agent
     from device_agents.client import Backoff, CoordinatorClient, Stopped, retrying
     from device_agents.spool import Spool

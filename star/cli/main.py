@@ -10,6 +10,7 @@ import importlib
 
 import typer
 
+
 def _no_flag_metavars() -> None:
     """typer 0.29 prints ``<bool>`` after every on/off flag in ``--help`` (``--json <bool>``),
     as if the flag took a value; flags take none, so their help shows no type."""

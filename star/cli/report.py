@@ -27,7 +27,10 @@ def report(
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write a run's report: frontier vs baselines, layer patterns, context scaling, staging,
-    ties and the provenance of every figure (one HTML file, no network needed)."""
+    ties and the provenance of every figure (one HTML file, no network needed).
+
+    Example: star report s24-run -o report.html
+    """
     from star.db.errors import NotFoundError
     from star.report.build import build_report
     from star.report.html import render_document

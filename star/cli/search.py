@@ -108,7 +108,10 @@ def search_run(
         "--dry-run", help="check the config, print what it would measure and the estimated "
         "device time; write nothing")] = False,
 ) -> None:
-    """Start a run from the `search:` section of lab_config.yaml (checked before it starts)."""
+    """Start a run from the `search:` section of lab_config.yaml (checked before it starts).
+
+    Example: star search run --config studies/lfm2-vs-transformer.yaml --dry-run
+    """
     from star.config import config_file
     from star.db.errors import AlreadyExistsError
     from star.db.store import ArtifactStore
@@ -228,7 +231,10 @@ def search_resume(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     progress: ProgressOpt = True,
 ) -> None:
-    """Continue a stopped, failed or crashed run (deterministic replay of told generations)."""
+    """Continue a stopped, failed or crashed run (deterministic replay of told generations).
+
+    Example: star search resume s24-run
+    """
     from star.db.errors import NotFoundError
     from star.db.store import ArtifactStore
     from star.search.engine import SearchEngine, SearchError
@@ -247,7 +253,10 @@ def search_resume(
 
 @search_app.command("stop")
 def search_stop(run: RunArg, config: ConfigOpt = None) -> None:
-    """Ask the run's engine to stop at its next phase boundary (jobs already queued stay)."""
+    """Ask the run's engine to stop at its next phase boundary (jobs already queued stay).
+
+    Example: star search stop s24-run
+    """
     from star.db.errors import NotFoundError
     from star.db.repo import lifecycle
     from star.search import store
@@ -344,7 +353,10 @@ def search_status(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
-    """A run's status, generations (phase, feasible counts) and its jobs by state."""
+    """A run's status, generations (phase, feasible counts) and its jobs by state.
+
+    Example: star search status s24-run --json
+    """
     from star.db.errors import NotFoundError
     from star.search import store
 
@@ -387,7 +399,10 @@ def frontier(
     x: Annotated[str | None, typer.Option("--x", help="objective on the plot's x axis")] = None,
     y: Annotated[str | None, typer.Option("--y", help="objective on the plot's y axis")] = None,
 ) -> None:
-    """The Pareto frontier of a run, computed from its stored rows (table, JSON, plot)."""
+    """The Pareto frontier of a run, computed from its stored rows (table, JSON, plot).
+
+    Example: star frontier s24-run --device android:s24 --plot frontier.png
+    """
     from star.db.errors import NotFoundError
     from star.search.frontier import FrontierError, plot_frontier, run_frontier
 
