@@ -190,8 +190,8 @@ def _dry_run(search: Any, settings: Any) -> None:
     typer.echo(f"run {cfg.name!r}: {cfg.generations} generations x {cfg.population} candidates, "
                f"seed {cfg.seed}; config OK (nothing written)")
     typer.echo("objectives: " + ", ".join(describe(k) for k in cfg.objective_keys()))
-    for b in cfg.budgets:
-        typer.echo(f"budget: {describe(b.key)} <= {b.max:g}")
+    for b in cfg.bounds():
+        typer.echo(f"budget: {describe(b.key)} {'>=' if b.lower else '<='} {b.limit:g}")
     if cfg.baselines:
         typer.echo("baselines: " + ", ".join(f"{b.name} ({b.genome})" for b in cfg.baselines))
     typer.echo(f"flash attention: {', '.join('on' if f else 'off' for f in cfg.flash_attn)}"

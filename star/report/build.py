@@ -217,7 +217,8 @@ def build_report(data: RunData, evaluations: Mapping[str, Evaluation] | None = N
         quant=config.quant.value, contexts=tuple(sorted(config.contexts)),
         screen_contexts=tuple(config.screen_contexts()),
         confirm_contexts=tuple(config.confirm_contexts()), device_classes=tuple(classes),
-        objectives=tuple(names), budgets=tuple((b.key.name, b.max) for b in config.budgets),
+        objectives=tuple(names), budgets=tuple((b.name, "≥" if b.lower else "≤", b.limit)
+                                               for b in config.bounds()),
         repetitions=config.repetitions, n_gen=config.n_gen,
         flash_attn=tuple(config.flash_attn), generations=len(data.generations),
         candidates=views, front=tuple(front), baselines=tuple(baselines),

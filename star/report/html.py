@@ -26,7 +26,7 @@ __all__ = ["render_body", "render_document", "strip_html"]
 def _header(r: Report) -> str:
     n = sum(not c.is_baseline for c in r.candidates.values())
     objectives = ", ".join(escape(describe(k)) for k in r.objectives)
-    budgets = "; ".join(f"{escape(describe(k))} ≤ {fmt.num(v)}" for k, v in r.budgets)
+    budgets = "; ".join(f"{escape(describe(k))} {op} {fmt.num(v)}" for k, op, v in r.budgets)
     staging = (f"staged: screened at {context_list(r.screen_contexts)}, confirmed at "
                f"{context_list(r.confirm_contexts)}" if r.confirm_contexts else "not staged")
     settings = " and ".join(fmt.setting(s) for s in r.flash_attn)

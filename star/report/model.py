@@ -198,7 +198,7 @@ class Report:
     confirm_contexts: tuple[int, ...]
     device_classes: tuple[str, ...]
     objectives: tuple[str, ...]
-    budgets: tuple[tuple[str, float], ...]
+    budgets: tuple[tuple[str, str, float], ...]  # (metric, "≤" | "≥", limit)
     repetitions: int
     n_gen: int
     flash_attn: tuple[bool, ...]

@@ -115,7 +115,7 @@ class SearchEngine:
         self._pool_factory = pool_factory
         self._pool: Any = None
         self.objectives = config.objective_keys()
-        self.budgets = [(b.key, b.max) for b in config.budgets]
+        self.budgets = config.bounds()
         self.trained = 0  # proxy trainings this engine ran (never repeated on resume)
         self.exported = 0
         self.enqueued = 0
@@ -392,7 +392,7 @@ class SearchEngine:
             store.update_generation(
                 s, generation_id=gen.id, F=F, G=G, told=True, phase="told",
                 objectives=[k.name for k in self.objectives],
-                constraints=[k.name for k, _ in self.budgets] + ["evaluated"],
+                constraints=[b.text() for b in self.budgets] + ["evaluated"],
                 reasons={e.genome_id: e.reason for e in evaluations if not e.feasible},
             )
         self._tell(pop, F, G)

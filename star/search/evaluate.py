@@ -23,6 +23,7 @@ from typing import Any
 from star.db.snapshots import CandidateSnapshot, JobSnapshot
 from star.search.objectives import (
     MEASURED,
+    Bound,
     DeviceMeasurement,
     MetricKey,
     MetricValue,
@@ -111,7 +112,7 @@ def evaluate(
     candidate: CandidateSnapshot | None,
     *,
     objectives: Sequence[MetricKey],
-    budgets: Sequence[tuple[MetricKey, float]],
+    budgets: Sequence[Bound | tuple[MetricKey, float]],
     entry: Mapping[str, Any] | None = None,
     measurements: Sequence[DeviceMeasurement] = (),
     jobs: Sequence[JobSnapshot] = (),
@@ -134,10 +135,11 @@ def evaluate(
     proxy = candidate.proxy_metrics if candidate else None
     stage_failed = bool(notes)  # then per-metric gaps are consequences, not reasons
 
+    bounds_ = [Bound.of(b) for b in budgets]
     values: dict[str, float | None] = {}
     details: dict[str, MetricValue] = {}
     estimated: list[str] = []
-    keys = list(objectives) + [k for k, _ in budgets]
+    keys = list(objectives) + [b.key for b in bounds_]
     by_job: dict[str, list[str]] = {}  # one note per job, naming the metrics it left missing
     for key in keys:
         if key.name in values:
@@ -163,22 +165,21 @@ def evaluate(
     F = [_finite(values[k.name]) for k in objectives]
     G: list[float] = []
     bounds = prescreen.get("bounds") or {}
-    for key, limit in budgets:
-        v = values[key.name]
-        if v is None:
-            v = bounds.get(key.name)
+    for bound in bounds_:
+        v = values[bound.name]
+        if v is None and not bound.lower:  # a pre-screen lower bound breaks only a maximum
+            v = bounds.get(bound.name)
         if v is None:
             G.append(0.0)
         elif math.isinf(v):
-            G.append(MISSING)
+            G.append(-MISSING if bound.lower else MISSING)
         else:
-            G.append((v - limit) / limit if limit > 0 else v - limit)
+            G.append(bound.violation(v))
     missing = any(values[k.name] is None or math.isinf(values[k.name] or 0.0) for k in keys)
     missing = missing or bool(notes)
     G.append(1.0 if missing else 0.0)
-    over = [f"{k.name} = {values[k.name]:g} > budget {limit:g}"
-            for (k, limit), g in zip(budgets, G, strict=False)
-            if g > 0 and values[k.name] is not None and not math.isinf(values[k.name] or 0.0)]
+    over = [b.broken(values[b.name] or 0.0) for b, g in zip(bounds_, G, strict=False)
+            if g > 0 and values[b.name] is not None and not math.isinf(values[b.name] or 0.0)]
     notes += [o for o in over if not any(o in n for n in notes)]
     feasible = all(g <= 0 for g in G)
     return Evaluation(

@@ -114,13 +114,13 @@ def run_frontier(db: Any, ref: str | int, *, device: str | None = None) -> Front
             raise FrontierError(f"run: {exc}") from None
         config = data.config
         objectives = config.objective_keys()
-        budgets = [(b.key, b.max) for b in config.budgets]
+        budgets = config.bounds()
         device_id = None
         if device is not None:
             try:
                 dev = repo.get_device(s, device)
                 device_id = dev.id
-                for key in [*objectives, *(k for k, _ in budgets)]:
+                for key in [*objectives, *(b.key for b in budgets)]:
                     if key.metric in MEASURED and not DeviceClass.parse(
                             key.device_class or "").serves(dev.kind, dev.tags):
                         raise FrontierError(f"--device: {device!r} ({dev.kind}) is not of class "
@@ -132,7 +132,7 @@ def run_frontier(db: Any, ref: str | int, *, device: str | None = None) -> Front
                     raise FrontierError(f"--device: no device named {device!r}, and not a "
                                         "device class (x86 or android[:tag...])") from None
                 objectives = [_retarget(k, device) for k in objectives]
-                budgets = [(_retarget(k, device), m) for k, m in budgets]
+                budgets = [replace(b, key=_retarget(b.key, device)) for b in budgets]
     evaluations = evaluate_run(data, objectives=objectives, budgets=budgets, device_id=device_id)
     eligible = [gid for gid, e in evaluations.items()
                 if e.feasible and not e.estimated and not data.candidates[gid].is_baseline]
@@ -150,7 +150,7 @@ def run_frontier(db: Any, ref: str | int, *, device: str | None = None) -> Front
         run=data.run.name, run_id=data.run.id,
         status=data.run.status.value if data.run.status else None,
         objectives=[k.name for k in objectives],
-        budgets=[{"metric": k.name, "max": m} for k, m in budgets],
+        budgets=[{"metric": b.name, ("min" if b.lower else "max"): b.limit} for b in budgets],
         device=device, points=points,
     )
 

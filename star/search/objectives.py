@@ -64,6 +64,44 @@ class MetricKey:
             m.device_kind, m.device_tags)
 
 
+@dataclass(frozen=True)
+class Bound:
+    """A budget: ``value <= limit`` (an upper bound, the usual) or ``value >= limit``
+    (``lower``: e.g. a minimum parameter count that keeps a study size-matched). Its pymoo
+    constraint is the violation normalised by the limit (``violation``), so budgets in
+    different units weigh alike; feasible iff it is <= 0."""
+
+    key: MetricKey
+    limit: float
+    lower: bool = False
+
+    @classmethod
+    def of(cls, item: Bound | tuple[MetricKey, float]) -> Bound:
+        """A ``Bound``, or an upper bound from a ``(key, limit)`` pair."""
+        return item if isinstance(item, Bound) else cls(item[0], float(item[1]))
+
+    @property
+    def name(self) -> str:
+        return self.key.name
+
+    def violation(self, value: float) -> float:
+        diff = self.limit - value if self.lower else value - self.limit
+        return diff / abs(self.limit) if self.limit != 0 else diff
+
+    def value_of(self, g: float) -> float:
+        """The metric value behind a constraint value (the inverse of ``violation``)."""
+        diff = g * abs(self.limit) if self.limit != 0 else g
+        return self.limit - diff if self.lower else self.limit + diff
+
+    def broken(self, value: float) -> str:
+        """Why ``value`` breaks this budget: ``params = 12.3 < minimum 15``."""
+        sign, what = ("<", "minimum") if self.lower else (">", "budget")
+        return f"{self.name} = {value:g} {sign} {what} {self.limit:g}"
+
+    def text(self) -> str:
+        return f"{self.name} {'>=' if self.lower else '<='} {self.limit:g}"
+
+
 def parse_metric(name: str) -> MetricKey:
     """Parse ``metric[@context][/class]``; raises ValueError naming what is wrong."""
     m = _NAME.match(name.strip())

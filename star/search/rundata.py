@@ -17,7 +17,13 @@ from star.db.snapshots import CandidateSnapshot, GenerationSnapshot, JobSnapshot
 from star.genome import ArchSpec, Genome
 from star.search.config import SearchConfig
 from star.search.evaluate import Evaluation, device_measurements, evaluate
-from star.search.objectives import MEASURED, DeviceMeasurement, MetricKey, measured_value
+from star.search.objectives import (
+    MEASURED,
+    Bound,
+    DeviceMeasurement,
+    MetricKey,
+    measured_value,
+)
 from star.search.stages import Calibration, raw_estimate
 from star.search.store import MeasuredRow
 
@@ -118,15 +124,15 @@ def calibrate(data: RunData, keys: Sequence[MetricKey], *,
 
 
 def evaluate_run(data: RunData, *, objectives: Sequence[MetricKey] | None = None,
-                 budgets: Sequence[tuple[MetricKey, float]] | None = None,
+                 budgets: Sequence[Bound] | None = None,
                  device_id: int | None = None,
                  only: Iterable[str] | None = None) -> dict[str, Evaluation]:
     """Evaluations by genome id (of ``only``, else every candidate and baseline), with staged
     estimates for long-context metrics of candidates not asked to confirm."""
     config = data.config
     objectives = list(objectives if objectives is not None else config.objective_keys())
-    budgets = list(budgets if budgets is not None else [(b.key, b.max) for b in config.budgets])
-    keys = [*objectives, *(k for k, _ in budgets)]
+    budgets = list(budgets if budgets is not None else config.bounds())
+    keys = [*objectives, *(b.key for b in budgets)]
     long_keys = _confirm_keys(keys, config)
     calibration = calibrate(data, keys, device_id=device_id)
     cancelled = data.deadline_cancelled()

@@ -26,7 +26,7 @@ from star.db.store import ArtifactStore
 from star.genome import Genome
 from star.search import store
 from star.search.config import SearchConfig
-from star.search.objectives import ANALYTIC, MetricKey, value
+from star.search.objectives import ANALYTIC, Bound, value
 from star.search.prescreen import check_memory, check_runtime, rss_lower_bound
 
 log = logging.getLogger("star.search.engine")
@@ -50,7 +50,7 @@ class Steps:
     run_name: str
     seed: int
     config: SearchConfig
-    budgets: list[tuple[MetricKey, float]]
+    budgets: list[Bound]
     check_stop: Callable[[], None]
     sleep: Callable[[float], None] = time.sleep
 
@@ -88,8 +88,9 @@ class Steps:
             arch = check_exportable(spec).name
         else:
             reasons.append(f"runtime: {verdict.reason}")
-        for key, limit in self.budgets:
-            if key.metric == "peak_rss_mb" and key.context is not None:
+        for bound in self.budgets:
+            key, limit = bound.key, bound.limit
+            if key.metric == "peak_rss_mb" and key.context is not None and not bound.lower:
                 mem = check_memory(spec, context=key.context, budget_bytes=limit * 2**20,
                                    quant=cfg.quant)
                 if not mem.ok:
@@ -97,8 +98,8 @@ class Steps:
                     bounds[key.name] = rss_lower_bound(spec, key.context, cfg.quant) / 2**20
             elif key.metric in ANALYTIC:
                 v, _ = value(key, analytic=costs, proxy=None, measurements=())
-                if v is not None and v > limit:
-                    reasons.append(f"{key.name} = {v:g} > budget {limit:g}")
+                if v is not None and bound.violation(v) > 0:
+                    reasons.append(bound.broken(v))
         return {"ok": not reasons, "reason": "; ".join(reasons) or None, "arch": arch,
                 "bounds": bounds}
 

@@ -99,7 +99,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Study]:
     db = migrated_database(url)
     try:
         cfg, _ = run_study(db, ArtifactStore(root / "artifacts"), objectives=OBJECTIVES,
-                           staging={"confirm": [CONFIRM], "confirm_max": 2}, population=6,
+                           staging={"confirm": [CONFIRM], "confirm_max": 3}, population=6, seed=3,
                            generations=2)
         a, b, base, noisy = _plant(db, "study")
         with db.session_scope(readonly=True) as s:

@@ -350,3 +350,36 @@ def test_two_runs_of_the_same_genomes_share_files_but_each_measures_its_candidat
     assert gens[0]["genome_ids"] == gens[1]["genome_ids"]  # the same seed asks the same
     assert gens[1]["reasons"] == gens[0]["reasons"]  # measured alike, feasible alike
     assert len(device.ran) > 0 and len(arts) == len({a.sha256 for a in arts})  # shared files
+
+
+def test_a_minimum_budget_keeps_a_study_size_matched(db: Database,
+                                                     artifacts: ArtifactStore) -> None:
+    """``{metric: params, min: ...}``: without the surrogate, a candidate below the minimum is
+    infeasible before any device time, named with the minimum; with it, none is even asked
+    (the surrogate predicts an analytic metric exactly)."""
+    from star.search.rundata import evaluate_run, load_run
+
+    minimum = {"budgets": [{"metric": "params", "min": 0.4, "max": 1.3}], "baselines": [],
+               "generations": 1, "population": 8}
+    cfg, _ = run_study(db, artifacts, operators={"layers": [1, 6], "surrogate": False},
+                       **minimum)
+    assert [b.text() for b in cfg.bounds()] == ["params <= 1.3", "params >= 0.4"]
+    with db.session_scope(readonly=True) as s:
+        data = load_run(s, "study")
+    evaluations = evaluate_run(data)
+    small = [e for e in evaluations.values() if (e.values["params"] or 0) < 0.4]
+    assert small, "the plain sampler made some small genomes"
+    for e in small:
+        assert not e.feasible and "< minimum 0.4" in e.reason
+        cand = data.candidates[e.genome_id]
+        assert not cand.analytic_costs["prescreen"]["ok"]  # screened out: no device time
+        assert data.jobs.get(cand.id, []) == []
+    assert any(e.feasible for e in evaluations.values())
+
+    cfg2 = search_config(name="sized", **{**STUDY, **minimum,
+                                          "operators": {"layers": [1, 6]}})
+    device = SimulatedDevice(db, cfg2, name="lap2")
+    assert SearchEngine.create(db, artifacts, cfg2, on_phase=device).run() is RunStatus.DONE
+    with db.session_scope(readonly=True) as s:
+        data2 = load_run(s, "sized")
+    assert all((e.values["params"] or 0) >= 0.4 for e in evaluate_run(data2).values())

@@ -19,7 +19,7 @@ from star.cost import Quant
 from star.genome import Genome, Scale, load_genome, scale_spec
 from star.genome.spec import ArchSpec, ChannelMixer, TokenMixer
 from star.proxy import ProxyConfig
-from star.search.objectives import MEASURED, MetricKey, parse_metric
+from star.search.objectives import MEASURED, Bound, MetricKey, parse_metric
 
 
 class ScaleSettings(BaseModel):
@@ -52,16 +52,20 @@ TINY_SETTINGS = ScaleSettings(d_model=64, head_dim=16, vocab_size=256, max_exper
 
 
 class Budget(BaseModel):
-    """A constraint ``value(metric) <= max`` (same units as the metric; see objectives.py)."""
+    """A constraint on a metric: ``value <= max`` and/or ``value >= min`` (same units as the
+    metric; see objectives.py). A minimum keeps a study size-matched, e.g. ``{metric: params,
+    min: 300, max: 400}`` keeps every candidate within a baseline's size."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     metric: str = Field(
         description="metric[@context][/device_class], as in objectives (e.g. "
         "peak_rss_mb@32768/android:s24)")
-    max: float = Field(
-        description="upper bound in the metric's unit (ms, MiB, millions of parameters,"
-        " bytes)")
+    max: float | None = Field(
+        default=None,
+        description="upper bound in the metric's unit (ms, MiB, millions of parameters, bytes)")
+    min: float | None = Field(
+        default=None, description="lower bound in the metric's unit (e.g. a minimum size)")
 
     @field_validator("metric")
     @classmethod
@@ -69,9 +73,21 @@ class Budget(BaseModel):
         parse_metric(v)
         return v
 
+    @model_validator(mode="after")
+    def _one_side(self) -> Budget:
+        if self.max is None and self.min is None:
+            raise ValueError("give max, min or both")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
     @property
     def key(self) -> MetricKey:
         return parse_metric(self.metric)
+
+    def bounds(self) -> list[Bound]:
+        out = [Bound(self.key, self.max)] if self.max is not None else []
+        return out + ([Bound(self.key, self.min, lower=True)] if self.min is not None else [])
 
 
 class Baseline(BaseModel):
@@ -431,11 +447,14 @@ class SearchConfig(BaseModel):
         problems: list[str] = []
         for i, budget in enumerate(self.budgets):
             key = budget.key
-            where = f"budgets[{i}].max"
-            if budget.max < 0:
-                problems.append(f"{where}: {budget.max} is negative (a budget is an upper bound "
-                                f"on {key.metric}, which is never negative)")
+            for side in ("max", "min"):
+                limit = getattr(budget, side)
+                if limit is not None and limit < 0:
+                    problems.append(f"budgets[{i}].{side}: {limit:g} is negative ({key.metric} "
+                                    "is never negative)")
+            if budget.max is None or budget.max < 0:
                 continue
+            where = f"budgets[{i}].max"
             floor = self.smallest_possible(key.metric) if floors else None
             if floor is not None and budget.max < floor:
                 problems.append(f"{where}: {budget.max:g} is below {floor:,.2f}, the smallest "
@@ -444,6 +463,10 @@ class SearchConfig(BaseModel):
         return problems
 
     # ---- derived views --------------------------------------------------------------------
+
+    def bounds(self) -> list[Bound]:
+        """Every budget as pymoo constraints (a budget with max and min is two)."""
+        return [b for budget in self.budgets for b in budget.bounds()]
 
     def named_metrics(self) -> list[tuple[str, MetricKey]]:
         """(field path, parsed metric) of every objective and budget."""
