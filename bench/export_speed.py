@@ -36,21 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 from star.export import export_gguf  # noqa: E402
 from star.genome import load_genome  # noqa: E402
-from star.genome.spec import ArchSpec, AttentionSpec, ShortConvSpec  # noqa: E402
+from star.genome.spec import ArchSpec  # noqa: E402
 from star.nn import StarModel  # noqa: E402
 from star.runtime import ensure_runtime  # noqa: E402
-
-OURS_TO_HF = [  # applied in order to our parameter names
-    ("embed.", "model.embed_tokens."),
-    ("final_norm.", "model.embedding_norm."),
-    (".mixer_norm.", ".operator_norm."),
-    (".mixer.o_proj.", ".self_attn.out_proj."),
-    (".mixer.q_norm.", ".self_attn.q_layernorm."),
-    (".mixer.k_norm.", ".self_attn.k_layernorm."),
-    (".ffn.gate.", ".feed_forward.w1."),
-    (".ffn.up.", ".feed_forward.w3."),
-    (".ffn.down.", ".feed_forward.w2."),
-]
 
 # Runs convert_hf_to_gguf.py with the pre-tokenizer hash lookup answered (see module doc).
 CONVERT_WRAPPER = """
@@ -63,51 +51,19 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def hf_state(spec: ArchSpec, model: StarModel) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, tensor in model.state_dict().items():
-        hf = name
-        if hf.startswith("layers."):
-            hf = "model." + hf
-            i = int(hf.split(".")[2])
-            kind = "self_attn" if isinstance(spec.layers[i].mixer, AttentionSpec) else "conv"
-            for ours, theirs in OURS_TO_HF:
-                hf = hf.replace(ours, theirs)
-            hf = hf.replace(".mixer.", f".{kind}.")
-        else:
-            for ours, theirs in OURS_TO_HF:
-                if hf.startswith(ours):
-                    hf = theirs + hf[len(ours) :]
-        out[hf] = tensor
-    return out
-
-
 def hf_model(spec: ArchSpec, model: StarModel):  # noqa: ANN201
-    from transformers import Lfm2Config, Lfm2ForCausalLM
+    """HF ``Lfm2ForCausalLM`` holding ``model``'s weights: config and names from star.export.hf
+    (their one home), built on the meta device so the weights are not copied twice."""
+    import transformers
 
-    attn = [la.mixer for la in spec.layers if isinstance(la.mixer, AttentionSpec)][0]
-    conv = [la.mixer for la in spec.layers if isinstance(la.mixer, ShortConvSpec)][0]
-    config = Lfm2Config(
-        vocab_size=spec.vocab_size,
-        hidden_size=spec.d_model,
-        intermediate_size=spec.layers[0].channel.ffn_dim,
-        num_hidden_layers=spec.n_layers,
-        num_attention_heads=attn.n_heads,
-        num_key_value_heads=attn.n_kv_heads,
-        max_position_embeddings=spec.context_length,
-        norm_eps=spec.norm_eps,
-        conv_L_cache=conv.kernel,
-        block_auto_adjust_ff_dim=False,
-        tie_word_embeddings=spec.tie_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": spec.rope_theta},
-        layer_types=[
-            "full_attention" if isinstance(la.mixer, AttentionSpec) else "conv"
-            for la in spec.layers
-        ],
-    )
+    from star.export.hf import check_hf_exportable, hf_config, hf_state_dict
+
+    config = dict(hf_config(spec, check_hf_exportable(spec), dtype="f32"))
+    config = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
     with torch.device("meta"):
-        hf = Lfm2ForCausalLM(config)
-    hf.load_state_dict(hf_state(spec, model), strict=False, assign=True)
+        hf = transformers.AutoModelForCausalLM.from_config(config)
+    state = {k: torch.from_numpy(v) for k, v in hf_state_dict(spec, model).items()}
+    hf.load_state_dict(state, strict=False, assign=True)
     hf.tie_weights()
     missing = [n for n, p in hf.named_parameters() if p.is_meta]
     if missing:

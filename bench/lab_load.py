@@ -7,7 +7,14 @@ For each backend (SQLite file, PostgreSQL) it migrates a fresh database, starts 
 queues profile jobs; then every agent makes ``--rate`` requests a second for ``--duration``
 seconds, cycling lease -> heartbeat -> result (heartbeat alone when no job is queued). It prints
 leases/s, requests/s, p50/p99 latency (overall and per request kind) and the error count.
-Target: 100 agents at 1 request/s each, 0 errors, p99 < 100 ms.
+Target: 100 agents at 1 request/s each, 0 errors, p99 < 100 ms, when the load generator does
+not share the server's cores.
+
+Cores: the coordinator (and a PostgreSQL cluster the run starts) is pinned to ``--server-cpus``
+and the load generator to ``--client-cpus`` (``sched_setaffinity``, what ``taskset -c`` does);
+by default this process's CPUs are split in halves. Otherwise the generator's own CPU time
+shows up as server latency. ``--no-pin`` shares every core. The 1-minute load average at the
+start is printed with the results: other work on the machine is latency too.
 
 PostgreSQL: ``--postgres-url`` (a server URL; a fresh database is created on it), else
 ``scripts/start_postgres.sh`` starts a private cluster for the run (fsync on) and stops it after.
@@ -46,6 +53,38 @@ from device_agents.schemas import (  # noqa: E402
 )
 
 ADMIN = "bench-admin-token-0123456789"
+
+
+def parse_cpus(spec: str) -> set[int]:
+    """``taskset -c`` syntax: "0-3,6" -> {0, 1, 2, 3, 6}."""
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        low, _, high = part.strip().partition("-")
+        cpus |= set(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def split_cpus(args: argparse.Namespace) -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, load-generator CPUs); None: not pinned."""
+    if args.no_pin:
+        return None, None
+    mine = sorted(os.sched_getaffinity(0))
+    if len(mine) < 2 and not (args.server_cpus and args.client_cpus):
+        return None, None  # one core: nothing to split
+    half = len(mine) // 2
+    server = parse_cpus(args.server_cpus) if args.server_cpus else set(mine[:half])
+    client = parse_cpus(args.client_cpus) if args.client_cpus else set(mine) - server
+    if server & client:
+        raise SystemExit(f"--server-cpus {sorted(server)} and --client-cpus {sorted(client)} "
+                         "overlap: the point is that they do not")
+    return server, client
+
+
+def pinned(cpus: set[int] | None) -> Any:
+    """A ``preexec_fn`` that pins the child (and so its workers) to ``cpus``."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
 CONTEXTS = [512, 2048]
 
 
@@ -205,7 +244,10 @@ async def drive(url: str, tokens: list[str], sha: str, rate: float, duration: fl
     return stats
 
 
-def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path) -> dict:  # type: ignore[type-arg]
+def run_backend(  # type: ignore[type-arg]
+    name: str, url: str, args: argparse.Namespace, workdir: Path,
+    server_cpus: set[int] | None = None,
+) -> dict:
     data = workdir / name
     jobs = int(args.agents * args.duration * args.rate / 3) + args.agents
     sha = seed(url, data / "artifacts", jobs)
@@ -224,7 +266,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path) ->
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
         "--no-access-log", "--workers", str(args.workers),
     ]  # fmt: skip
-    server = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    server = subprocess.Popen(cmd, env=env, cwd=ROOT, preexec_fn=pinned(server_cpus))
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -247,6 +289,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path) ->
         import psutil
 
         proc = psutil.Process(server.pid)
+        load_at_start = os.getloadavg()[0]
         cpu_before = _cpu(proc)
         started = time.monotonic()
         stats = asyncio.run(drive(base, tokens, sha, args.rate, args.duration))
@@ -259,6 +302,9 @@ def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path) ->
     return {
         "backend": name,
         "agents": args.agents,
+        "server_cpus": sorted(server_cpus) if server_cpus is not None else "all",
+        "client_cpus": sorted(os.sched_getaffinity(0)),
+        "loadavg_1m_at_start": round(load_at_start, 2),
         "duration_s": round(elapsed, 1),
         "requests": len(every),
         "requests_per_s": round(len(every) / elapsed, 1),
@@ -291,14 +337,22 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=os.environ.get("STAR_TEST_POSTGRES_URL"))
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--server-cpus", help="CPUs of the coordinator and of a PostgreSQL it "
+                                              "starts (taskset -c syntax; default: first half)")
+    parser.add_argument("--client-cpus", help="CPUs of the load generator (default: the rest)")
+    parser.add_argument("--no-pin", action="store_true", help="share every core")
     args = parser.parse_args()
     assert args.duration <= 600, "keep the run bounded"
+    server_cpus, client_cpus = split_cpus(args)
+    if client_cpus is not None:
+        os.sched_setaffinity(0, client_cpus)  # the load generator: this process
 
     results = []
     with tempfile.TemporaryDirectory(prefix="lab-load-") as tmp:
         workdir = Path(tmp)
         if args.backend in ("sqlite", "both"):
-            results.append(run_backend("sqlite", f"sqlite:///{workdir / 'lab.db'}", args, workdir))
+            results.append(run_backend("sqlite", f"sqlite:///{workdir / 'lab.db'}", args, workdir,
+                                       server_cpus))
         if args.backend in ("postgresql", "both"):
             cluster = None
             server_url = args.postgres_url
@@ -307,12 +361,13 @@ def main() -> None:
                 script = ROOT / "scripts" / "start_postgres.sh"
                 out = subprocess.run(
                     ["bash", str(script), "--dir", f"/tmp/lab-load-pg-{os.getpid()}"],
-                    capture_output=True, text=True, check=True,
+                    capture_output=True, text=True, check=True, preexec_fn=pinned(server_cpus),
                 )  # fmt: skip
                 server_url = out.stdout.strip().splitlines()[-1]
                 cluster = Path(f"/tmp/lab-load-pg-{os.getpid()}")
             try:
-                results.append(run_backend("postgresql", fresh_postgres(server_url), args, workdir))
+                results.append(run_backend("postgresql", fresh_postgres(server_url), args,
+                                           workdir, server_cpus))
             finally:
                 if cluster is not None:
                     subprocess.run(
@@ -326,6 +381,8 @@ def main() -> None:
         ok = r["errors"] == 0 and r["p99_ms"] < 100
         print(
             f"{r['backend']:10} agents={r['agents']} {r['duration_s']}s  "
+            f"server CPUs={r['server_cpus']} load generator CPUs={r['client_cpus']}  "
+            f"load average at start={r['loadavg_1m_at_start']}  "
             f"requests/s={r['requests_per_s']}  leases/s={r['leases_per_s']}  "
             f"p50={r['p50_ms']} ms  p99={r['p99_ms']} ms  max={r['max_ms']} ms  "
             f"server CPU/request={r['server_cpu_ms_per_request']} ms  "

@@ -1,8 +1,11 @@
 """Forward+backward training throughput: our LFM2-shaped StarModel vs HF ``Lfm2ForCausalLM``.
 
 Same config, same weights (copied from HF), same batch, same process; repetitions alternate
-between the two models so that load from other processes hits both alike. Prints per-model
-median tokens/s and the ratio ours/HF. Not a test: run ``python bench/model_throughput.py``.
+between the models and precisions so that load from other processes hits all alike. Precisions:
+``fp32`` (both as shipped) and ``bf16`` (torch CPU autocast, as ``train_proxy`` trains on CPUs
+with native bf16 matmul). Prints per-(model, precision) median tokens/s and the ratios ours/HF:
+like for like (fp32/fp32, bf16/bf16) and as the proxy trains vs HF as shipped (ours bf16 / HF
+fp32). Not a test: ``python bench/model_throughput.py [--threads 1] [--reps 15]``.
 """
 
 from __future__ import annotations
@@ -17,25 +20,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from star.export.hf import hf_name_map  # noqa: E402  (the one home of HF names)
 from star.genome.spec import ArchSpec, AttentionSpec, FFNSpec, LayerSpec, Norm, ShortConvSpec  # noqa: E402
 from star.nn import StarModel  # noqa: E402
-
-HF_TO_OURS = [
-    ("model.embed_tokens.", "embed."),
-    ("model.embedding_norm.", "final_norm."),
-    ("model.layers.", "layers."),
-    (".operator_norm.", ".mixer_norm."),
-    (".self_attn.out_proj.", ".mixer.o_proj."),
-    (".self_attn.q_layernorm.", ".mixer.q_norm."),
-    (".self_attn.k_layernorm.", ".mixer.k_norm."),
-    (".self_attn.", ".mixer."),
-    (".conv.conv.", ".mixer.conv."),
-    (".conv.in_proj.", ".mixer.in_proj."),
-    (".conv.out_proj.", ".mixer.out_proj."),
-    (".feed_forward.w1.", ".ffn.gate."),
-    (".feed_forward.w3.", ".ffn.up."),
-    (".feed_forward.w2.", ".ffn.down."),
-]
 
 
 def lfm2_layer_types(n_layers: int) -> list[str]:
@@ -79,21 +66,19 @@ def build_pair(args: argparse.Namespace) -> tuple[torch.nn.Module, StarModel]:
     )
     spec = ArchSpec("bench", args.d, args.vocab, True, 1e6, 1e-5, 4096, layers)
     ours = StarModel(spec)
-    state = {}
-    for name, value in hf.state_dict().items():
-        if name == "lm_head.weight":
-            continue
-        for old, new in HF_TO_OURS:
-            name = name.replace(old, new)
-        state[name] = value
+    hf_to_ours = hf_name_map(spec)
+    state = {hf_to_ours[k]: v for k, v in hf.state_dict().items() if k != "lm_head.weight"}
     ours.load_state_dict(state, strict=True)
     return hf.train(), ours.train()
 
 
-def step_seconds(model: torch.nn.Module, tokens: torch.Tensor, *, hf: bool) -> float:
+def step_seconds(
+    model: torch.nn.Module, tokens: torch.Tensor, *, hf: bool, bf16: bool = False
+) -> float:
     start = time.perf_counter()
-    logits = model(input_ids=tokens).logits if hf else model(tokens)
-    loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=tokens).logits if hf else model(tokens)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten())
     loss.backward()
     model.zero_grad(set_to_none=True)
     return time.perf_counter() - start
@@ -112,6 +97,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="0 = torch default")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -120,30 +106,38 @@ def main() -> None:
     tokens = torch.randint(0, args.vocab, (args.batch, args.seq), generator=gen)
     with torch.no_grad():
         diff = (ours(tokens) - hf(input_ids=tokens).logits).abs().max().item()
-    times: dict[str, list[float]] = {"ours": [], "hf": []}
+    precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    runs = [(name, p) for p in precisions for name in ("ours", "hf")]
+    times: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
     for rep in range(args.warmup + args.reps):
-        for name, model in (("ours", ours), ("hf", hf)):
-            seconds = step_seconds(model, tokens, hf=name == "hf")
+        for name, prec in runs:
+            model = ours if name == "ours" else hf
+            seconds = step_seconds(model, tokens, hf=name == "hf", bf16=prec == "bf16")
             if rep >= args.warmup:
-                times[name].append(seconds)
+                times[(name, prec)].append(seconds)
     n_tok = args.batch * args.seq
     n_params = sum(p.numel() for p in ours.parameters())
     print(
         f"config: d={args.d} layers={args.layers} ({lfm2_layer_types(args.layers).count('conv')} "
         f"conv) heads={args.heads}/{args.kv_heads} ff={args.ff} vocab={args.vocab} "
         f"seq={args.seq} batch={args.batch} params={n_params:,} threads={torch.get_num_threads()}"
+        f" reps={args.reps} (interleaved)"
     )
-    print(f"forward logits max |ours - hf| = {diff:.2e}")
+    print(f"forward logits max |ours - hf| = {diff:.2e} (fp32)")
     medians = {}
-    for name, values in times.items():
-        medians[name] = statistics.median(values)
+    for (name, prec), values in times.items():
+        medians[(name, prec)] = statistics.median(values)
         spread = ", ".join(f"{v * 1e3:.0f}" for v in values)
         print(
-            f"{name:>4}: median {medians[name] * 1e3:.1f} ms/step = "
-            f"{n_tok / medians[name]:,.0f} tok/s  (steps ms: {spread})"
+            f"{name:>4} {prec}: median {medians[(name, prec)] * 1e3:.1f} ms/step = "
+            f"{n_tok / medians[(name, prec)]:,.0f} tok/s  (steps ms: {spread})"
         )
-    print(f"ratio ours/hf (tokens/s): {medians['hf'] / medians['ours']:.3f}")
-
+    for prec in precisions:
+        ratio = medians[("hf", prec)] / medians[("ours", prec)]
+        print(f"ratio ours/hf {prec} (tokens/s): {ratio:.3f}")
+    if len(precisions) == 2:
+        ratio = medians[("hf", "fp32")] / medians[("ours", "bf16")]
+        print(f"ratio ours bf16 (as the proxy trains) / hf fp32 (as shipped): {ratio:.3f}")
 
 if __name__ == "__main__":
     main()

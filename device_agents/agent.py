@@ -9,7 +9,11 @@ owns the protocol:
 - a finished report is spooled to disk (atomic + fsync) *before* it is sent, removed only when
   acknowledged, and spooled results are delivered first at start-up;
 - a device that disappears (``DeviceLost``) is reported offline and its job goes back to the
-  queue; the agent then waits for the device to come back.
+  queue; the agent then waits for the device to come back;
+- ``shutdown()`` (SIGTERM/SIGINT in ``star agent run``) stops the benchmark that is running, gives
+  its job back, and ends the loop; a lost lease stops the benchmark too;
+- a device whose runtime is not the coordinator's pinned one (``RuntimeMismatch``) gives its job
+  back and stops the agent, naming both builds.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from device_agents.client import (
     Stopped,
     retrying,
 )
+from device_agents.measure_policy import Cancelled
 from device_agents.protocol import Heartbeat, JobFailure, JobSpec, ResultSubmission
 from device_agents.schemas import BenchReport, DeviceProperties
 from device_agents.spool import Spool, SpoolEntry
@@ -42,6 +47,11 @@ class DeviceLost(Exception):
 
 class JobBroken(Exception):
     """The job cannot succeed on any device (invalid model, unsupported setting): fail it."""
+
+
+class RuntimeMismatch(Exception):
+    """This device's llama.cpp is not the build the coordinator pins: its figures would not be
+    comparable. The job goes back to the queue and the agent stops (the operator must fix it)."""
 
 
 class Runner(Protocol):
@@ -114,6 +124,14 @@ class Agent:
         self.stop = threading.Event()
         self.jobs_done = 0
         self._online = True
+        self._cancel: threading.Event | None = None  # the running job's, while one runs
+
+    def shutdown(self) -> None:
+        """Stop serving now: the running benchmark is stopped and its job given back."""
+        self.stop.set()
+        cancel = self._cancel
+        if cancel is not None:
+            cancel.set()
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -175,6 +193,9 @@ class Agent:
     def run_job(self, job: JobSpec) -> None:
         model = self.work_dir / f"artifact-{job.artifact.id}.{job.artifact.format}"
         with _JobHeartbeat(self.client, job, self.heartbeat_interval_s) as beat:
+            self._cancel = beat.lost  # set by a lost lease, or by shutdown()
+            if self.stop.is_set():
+                beat.lost.set()
             try:
                 self._retry(lambda: self.client.download_artifact(job.artifact, model), "download")
                 report = self.runner.measure(model, job, beat.lost)
@@ -187,8 +208,16 @@ class Agent:
             except JobBroken as exc:
                 self._fail(job, f"job cannot run: {exc}", retry=False)
                 return
-            except Stopped:
+            except RuntimeMismatch as exc:
+                log.error("job %s: %s; giving the job back and stopping", job.job_id, exc)
+                self._give_back(job, f"runtime mismatch: {exc}")
                 raise
+            except (Cancelled, Stopped) as exc:
+                if self.stop.is_set():
+                    self._give_back(job, "the agent was stopped while measuring")
+                    raise Stopped() from exc
+                log.warning("job %s: lease lost, measurement stopped", job.job_id)
+                return
             except Rejected as exc:
                 self._fail(job, f"the coordinator refused a request: {exc}")
                 return
@@ -200,6 +229,7 @@ class Agent:
                 self._fail(job, f"{type(exc).__name__}: {exc}")
                 return
             finally:
+                self._cancel = None
                 model.unlink(missing_ok=True)
         submission = ResultSubmission(
             lease_token=job.lease_token, idempotency_key=uuid.uuid4().hex, report=report
@@ -207,6 +237,16 @@ class Agent:
         entry = self.spool.put(job.job_id, submission)  # on disk before anyone hears of it
         self.deliver(entry)
         self.jobs_done += 1
+
+    def _give_back(self, job: JobSpec, reason: str) -> None:
+        """One try (the agent is stopping: no backoff) to hand the job back for another device;
+        if the coordinator cannot be reached, the lease expires and the reaper requeues it."""
+        failure = JobFailure(lease_token=job.lease_token, reason=reason[:4000], retry=True)
+        try:
+            self.client.report_failure(job.job_id, failure)
+        except (CoordinatorUnavailable, Rejected) as exc:
+            log.warning("job %s: could not give it back (%s); its lease will expire",
+                        job.job_id, exc)
 
     def _report_offline(self, reason: str) -> None:
         try:

@@ -2,9 +2,12 @@
 
 Wraps ``device_agents.android.AndroidDevice``: every call re-discovers the phone (it may have
 been unplugged since), ``DeviceGone`` becomes the agent's ``DeviceLost`` (the phone is reported
-offline and the job goes back to the queue), and errors that no retry can fix (the model or the
-binary is refused) become ``JobBroken``. Timeouts derive from the job: each llama-bench process
-gets ``seconds_per_rep`` per repetition, the whole job a deadline shorter than nothing else.
+offline and the job goes back to the queue), errors that no retry can fix (the model or the
+binary is refused) become ``JobBroken``, and a phone binary built from another llama.cpp commit
+than the coordinator pins (``expected_commit``), or for CPU features the phone lacks, is
+``RuntimeMismatch``: the agent gives the job back and stops. Timeouts derive from the job: each
+llama-bench process gets ``seconds_per_rep`` per repetition, the whole job a deadline that also
+covers the cool-down waits and the job's re-measurements.
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import adbutils
+import adbutils  # type: ignore[import-untyped]
 
-from device_agents.agent import DeviceLost, JobBroken
+from device_agents.agent import DeviceLost, JobBroken, RuntimeMismatch
 from device_agents.android import (
     AndroidDevice,
     BenchSetupError,
+    CpuFeatureMissing,
     DeviceGone,
     DeviceProfile,
+    RuntimeCommitMismatch,
     TransferError,
 )
 from device_agents.llamacpp import BenchInputError, BenchSettings, GGUFError, UnsupportedFlagError
@@ -32,7 +37,9 @@ log = logging.getLogger(__name__)
 
 
 def runtime_files(llama_bench: Path, libs: Path | None = None) -> list[Path]:
-    """The files pushed to the phone: llama-bench and the shared libraries it loads."""
+    """The files pushed to the phone: llama-bench and the shared libraries it loads (none for
+    the static build of ``star runtime build --target android-arm64``). Symlinks among the
+    libraries stay symlinks on the phone (``AndroidDevice.push_runtime``)."""
     files = [Path(llama_bench).expanduser()]
     if libs is not None:
         files += sorted(p for p in Path(libs).expanduser().glob("*.so*") if p.is_file())
@@ -51,6 +58,8 @@ class AndroidRunner:
         profile: DeviceProfile | None = None,
         build_flags: Sequence[str] = (),
         seconds_per_rep: float = 300.0,
+        expected_commit: str | None = None,
+        required_cpu_features: Sequence[str] = (),
     ) -> None:
         self.client = client
         self.serial = serial
@@ -58,6 +67,8 @@ class AndroidRunner:
         self.profile = profile or DeviceProfile()
         self.build_flags = tuple(build_flags)
         self.seconds_per_rep = seconds_per_rep
+        self.expected_commit = expected_commit  # None: any build is accepted
+        self.required_cpu_features = tuple(required_cpu_features)  # what the build needs
 
     @classmethod
     def connect(
@@ -68,9 +79,13 @@ class AndroidRunner:
         adb_port: int = 5037,
         files: Sequence[Path],
         profile: DeviceProfile | None = None,
+        build_flags: Sequence[str] = (),
+        expected_commit: str | None = None,
+        required_cpu_features: Sequence[str] = (),
     ) -> AndroidRunner:
         return cls(adbutils.AdbClient(host=adb_host, port=adb_port), serial, files=files,
-                   profile=profile)  # fmt: skip
+                   profile=profile, build_flags=build_flags, expected_commit=expected_commit,
+                   required_cpu_features=required_cpu_features)  # fmt: skip
 
     def _device(self) -> AndroidDevice:
         try:
@@ -99,6 +114,8 @@ class AndroidRunner:
             flash_attn=bool(job.flash_attn),
         )
         per_process = self.seconds_per_rep * job.repetitions
+        tries = job.remeasure.max_tries
+        per_try = per_process * 2 + self.profile.cool_down_timeout_s * 2
         try:
             return device.run_bench(
                 model_path,
@@ -107,12 +124,17 @@ class AndroidRunner:
                 runtime_files=self.files,
                 job_id=f"job-{job.job_id}-{job.attempt}",
                 timeout_s=per_process,
-                job_deadline_s=per_process * 2 * len(job.contexts)
-                + self.profile.cool_down_timeout_s * 2 * len(job.contexts),
+                job_deadline_s=per_try * len(job.contexts) * tries,
                 build_flags=self.build_flags,
+                remeasure=job.remeasure,
+                expected_commit=self.expected_commit,
+                required_cpu_features=self.required_cpu_features,
+                cancel=cancel,
             )
         except DeviceGone as exc:
             raise DeviceLost(str(exc)) from exc
+        except (RuntimeCommitMismatch, CpuFeatureMissing) as exc:
+            raise RuntimeMismatch(str(exc)) from exc
         except (BenchInputError, UnsupportedFlagError, GGUFError, BenchSetupError) as exc:
             raise JobBroken(str(exc)) from exc
         except TransferError as exc:  # storage full, read-only path: this phone, this job

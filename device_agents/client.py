@@ -1,9 +1,15 @@
 """HTTP clients of the coordinator: ``CoordinatorClient`` (an agent, device token) and
 ``AdminClient`` (the operator CLI, admin token). httpx + the wire schemas; nothing heavy.
 
-Errors: ``CoordinatorUnavailable`` (connection refused, timeout, 5xx, 429: retry later with
-``Backoff``) and ``Rejected`` (any other 4xx: retrying will not help; ``status`` and ``detail``
-say why). A download whose sha256 is wrong raises ``ArtifactCorrupt`` and leaves no file behind.
+Errors: ``CoordinatorUnavailable`` (connection refused, timeout, 429, and 502/503/504 - what a
+proxy says while the coordinator restarts: retry later with ``Backoff``, without a bound),
+``ServerError`` (another 5xx, usually 500: the coordinator failed on this very request; retried
+with the same backoff, but at most ``Backoff.server_error_tries`` times or for
+``Backoff.server_error_s``, then ``retrying`` raises ``GaveUp``) and ``Rejected`` (a 4xx, or
+``GaveUp``: sending the same request again will not help; ``status`` and ``detail`` say why).
+An agent therefore never resends one request forever: a spooled result refused with a 4xx, or
+failed on with 5xx until the bound, is set aside (``Spool.reject``). A download whose sha256 is
+wrong raises ``ArtifactCorrupt`` and leaves no file behind.
 """
 
 from __future__ import annotations
@@ -52,7 +58,22 @@ class CoordinatorError(Exception):
 
 
 class CoordinatorUnavailable(CoordinatorError):
-    """The coordinator cannot be reached or answered 5xx/429: try again later."""
+    """The coordinator cannot be reached (or a proxy says so: 502/503/504, 429): try later."""
+
+
+# What a reverse proxy or an overloaded server answers while the coordinator itself is not
+# there: waiting helps. Any other 5xx is the coordinator failing on the request (ServerError).
+UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
+
+
+class ServerError(CoordinatorUnavailable):
+    """The coordinator answered 5xx (not 502/503/504): it failed on this request. Retried a
+    bounded number of times (``Backoff.server_error_tries`` / ``server_error_s``)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
 
 
 class Rejected(CoordinatorError):
@@ -62,6 +83,11 @@ class Rejected(CoordinatorError):
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
         self.detail = detail
+
+
+class GaveUp(Rejected):
+    """``retrying`` stopped resending a request the coordinator kept failing on (5xx): as with
+    a refusal, sending it again will not help (a spooled result is set aside, not resent)."""
 
 
 class ArtifactCorrupt(CoordinatorError):
@@ -76,13 +102,26 @@ class Backoff:
     """Capped exponential backoff with jitter: delay n is uniform in [c/2, c], c = min(cap, b*2^n).
 
     The jitter spreads agents that lost the coordinator at the same moment; the floor of c/2
-    keeps a retry loop from spinning."""
+    keeps a retry loop from spinning. ``server_error_tries`` and ``server_error_s`` bound how
+    often and how long ``retrying`` resends a request the coordinator answers with a 5xx
+    (``ServerError``); an unreachable coordinator is waited for without a bound.
+    Defaults match ``agent.server_error_tries`` / ``agent.server_error_s`` in lab_config.yaml."""
 
     def __init__(
-        self, base_s: float = 0.5, cap_s: float = 60.0, *, rng: random.Random | None = None
+        self,
+        base_s: float = 0.5,
+        cap_s: float = 60.0,
+        *,
+        server_error_tries: int = 8,
+        server_error_s: float = 600.0,
+        rng: random.Random | None = None,
     ):
+        if server_error_tries < 1 or server_error_s <= 0:
+            raise ValueError("server_error_tries must be >= 1 and server_error_s > 0")
         self.base_s = base_s
         self.cap_s = cap_s
+        self.server_error_tries = server_error_tries
+        self.server_error_s = server_error_s
         self.attempt = 0
         self._rng = rng or random.Random()
 
@@ -102,13 +141,33 @@ def retrying(
     stop: threading.Event,
     on_retry: Callable[[Exception, float], None] | None = None,
 ) -> T:
-    """Call until it does not raise CoordinatorUnavailable; raise Stopped if ``stop`` is set."""
+    """Call until it does not raise CoordinatorUnavailable; raise Stopped if ``stop`` is set.
+
+    A ``ServerError`` (5xx) counts against the backoff's bound: on the ``server_error_tries``-th
+    one, or ``server_error_s`` after the first, ``GaveUp`` (a ``Rejected``) is raised instead.
+    ``Rejected`` (4xx) is never retried."""
     backoff.reset()
+    server_errors = 0
+    first_error_at = 0.0
     while True:
         if stop.is_set():
             raise Stopped()
         try:
             return call()
+        except ServerError as exc:
+            server_errors += 1
+            now = time.monotonic()
+            first_error_at = first_error_at or now
+            if (server_errors >= backoff.server_error_tries
+                    or now - first_error_at >= backoff.server_error_s):
+                raise GaveUp(exc.status, f"gave up after {server_errors} answers "
+                                         f"of HTTP 5xx in {now - first_error_at:.0f} s; "
+                                         f"the last: {exc.detail}") from exc
+            delay = backoff.next_delay()
+            if on_retry is not None:
+                on_retry(exc, delay)
+            if stop.wait(delay):
+                raise Stopped() from exc
         except CoordinatorUnavailable as exc:
             delay = backoff.next_delay()
             if on_retry is not None:
@@ -145,8 +204,10 @@ class _Http:
 
     @staticmethod
     def _check(response: httpx.Response) -> httpx.Response:
-        if response.status_code >= 500 or response.status_code == 429:
+        if response.status_code in UNAVAILABLE_STATUSES:
             raise CoordinatorUnavailable(f"HTTP {response.status_code}: {response.text[:500]}")
+        if response.status_code >= 500:
+            raise ServerError(response.status_code, response.text[:500])
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)

@@ -2,9 +2,10 @@
 
 ``put`` writes ``<dir>/<job>-<key>.json`` atomically (temp file, fsync, rename, fsync of the
 directory), so a crash leaves either the whole entry or none. An entry is removed only when the
-coordinator acknowledged it; an entry the coordinator refuses for good (the job was measured by
-someone else, or cancelled) moves to ``rejected/`` rather than being deleted. At start-up the
-agent delivers every pending entry before it leases new work.
+coordinator acknowledged it; an entry the coordinator refuses for good (a 4xx: the job was
+measured by someone else or cancelled, a figure out of bounds; or a 5xx answered until the
+agent's bound, ``client.GaveUp``) moves to ``rejected/`` rather than being deleted, and is never
+sent again. At start-up the agent delivers every pending entry before it leases new work.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The x86 runner: this host's CPU, measured with the local llama-bench.
 
 Properties come from /proc and psutil; the measurement is ``device_agents.llamacpp.
-run_local_bench`` with the job's contexts and repetitions. The llama-bench binary is the
+run_local_bench`` with the job's contexts, repetitions and re-measure policy, after a
+quiet-machine wait (``device_agents.quiet``) before every try. The llama-bench binary is the
 configured one, else the pinned build from ``star.runtime.ensure_runtime()`` (imported lazily:
 a lab host may configure a binary and never build).
 """
@@ -15,10 +16,11 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from device_agents.agent import JobBroken
 from device_agents.protocol import JobSpec
+from device_agents.quiet import QuietGate, QuietThresholds
 from device_agents.schemas import BenchReport, DeviceProperties
 
 log = logging.getLogger(__name__)
@@ -62,8 +64,10 @@ class X86Runner:
         threads: int | None = None,
         build_flags: Sequence[str] = (),
         commit: str | None = None,
+        quiet: QuietThresholds | None = None,
     ) -> None:
         self._bench = llama_bench_path
+        self.quiet = quiet  # None: measure without waiting for a quiet machine
         self._threads = threads
         self._build_flags = tuple(build_flags)
         self._commit = commit
@@ -106,6 +110,9 @@ class X86Runner:
                 build_flags=self._build_flags,
                 commit=self._commit,
                 timeout_s=SECONDS_PER_CONTEXT_REP * job.repetitions * len(job.contexts),
+                remeasure=job.remeasure,
+                quiet=QuietGate(self.quiet, stop=cancel) if self.quiet is not None else None,
+                cancel=cancel,
             )
         except (BenchInputError, UnsupportedFlagError, GGUFError) as exc:
             raise JobBroken(str(exc)) from exc

@@ -5,8 +5,9 @@ One small pydantic-settings model, grouped by concern (``coordinator``, ``agent`
 arguments to ``load_settings``, environment (``STAR_DATABASE_URL``, ``STAR_COORDINATOR_URL``,
 ``STAR_DEVICE_TOKEN``, nested as ``STAR_COORDINATOR__LEASE_SECONDS``), the YAML file, the defaults.
 
-The YAML file is ``$STAR_CONFIG`` if set, else ``./lab_config.yaml`` when it exists. Unknown keys
-are ignored so that one file can also carry sections read by other tools.
+The YAML file is ``$STAR_CONFIG`` if set, else ``./lab_config.yaml`` when it exists. A key no
+setting has is refused with the closest known one (a typo must not be silently ignored); the
+``search:`` and ``proxy:`` sections belong to the search and ``star proxy train``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,10 +32,24 @@ _config_file: ContextVar[Path | None] = ContextVar("star_config_file", default=N
 _read_files: ContextVar[bool] = ContextVar("star_read_config_files", default=True)
 
 
+def _unknown_keys(model: type[BaseModel], data: Any, where: str,
+                  also: tuple[str, ...] = ()) -> None:
+    """A key no setting has is a typo, not a setting: refuse it, naming the closest one."""
+    import difflib
+
+    if not isinstance(data, dict):
+        return
+    known = set(model.model_fields) | set(also)
+    for key in data:
+        if isinstance(key, str) and key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {sorted(known)})"
+            raise ValueError(f"{where}{key}: unknown setting{hint}")
+
+
 class CoordinatorSettings(BaseModel):
     """The coordinator (``star serve``): the ``coordinator:`` section of lab_config.yaml."""
 
-    model_config = ConfigDict(extra="ignore")
 
     url: str = "http://127.0.0.1:8765"  # what agents and the CLI talk to
     host: str = "127.0.0.1"  # what `star serve` binds
@@ -57,6 +72,9 @@ class CoordinatorSettings(BaseModel):
     # reports how many it took (sent to agents with every job: one rule on both sides).
     max_tries: int = Field(default=3, ge=1, le=20)
     max_artifact_bytes: int = Field(default=8 * 1024**3, gt=0)
+    # Any other request body larger than this is refused (413) before it is parsed. The largest
+    # real message, a result, is a few kB per context measured.
+    max_body_bytes: int = Field(default=16 * 1024**2, gt=0)
     # Threads that run request handlers (and hold database sessions) per server process.
     threads: int = Field(default=8, ge=1, le=256)
     # Seconds a device token stays authenticated without a database look-up (0: every call).
@@ -77,7 +95,6 @@ class CoordinatorSettings(BaseModel):
 class AgentSettings(BaseModel):
     """A device agent (``star agent run``)."""
 
-    model_config = ConfigDict(extra="ignore")
 
     spool_dir: Path | None = None  # default: <data_dir>/spool/<device>
     work_dir: Path | None = None  # default: <data_dir>/work/<device>; artifacts land here
@@ -85,26 +102,54 @@ class AgentSettings(BaseModel):
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     backoff_base_s: float = Field(default=0.5, gt=0)
     backoff_cap_s: float = Field(default=60.0, gt=0)
+    # A coordinator that answers 500 to a request has failed on that request: it is sent again
+    # (with the backoff above) at most this many times, or for this long, then given up (a
+    # spooled result is set aside in spool/rejected/). An unreachable coordinator (connection
+    # refused, 502/503/504 from a proxy, 429) is waited for without a bound: it is restarting.
+    server_error_tries: int = Field(default=8, ge=1, le=1000)
+    server_error_s: float = Field(default=600.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0)
     llama_bench_path: Path | None = None  # default: star.runtime.ensure_runtime().llama_bench
     threads: int | None = Field(default=None, gt=0)  # default: the runner decides
     n_gen: int = Field(default=32, gt=0)  # tokens generated for the decode figure
     adb_host: str = "127.0.0.1"
     adb_port: int = 5037
+    # x86 hosts: wait for a quiet machine before every measurement. Defaults suit a 2-core
+    # laptop: a busy neighbour (a build, a browser, proxy training on the same host) spreads
+    # decode figures 10-100x. After quiet_timeout_s the agent measures anyway and records that
+    # the machine was not quiet; each measurement's ``conditions`` say what it saw.
+    quiet_wait: bool = True
+    quiet_max_load_1m: float | None = Field(default=1.0, ge=0)  # 1-minute load; None: ignore
+    quiet_max_steal_pct: float | None = Field(default=5.0, ge=0, le=100)  # hypervisor steal
+    # other processes' CPU, in % of one core (100 = one core busy), over one sample window
+    quiet_max_other_cpu_pct: float | None = Field(default=25.0, ge=0)
+    quiet_timeout_s: float = Field(default=120.0, ge=0)
+    quiet_sample_s: float = Field(default=1.0, gt=0, le=60)  # one sample's window
 
 
 class AndroidSettings(BaseModel):
-    """Phones: the ``android:`` section of lab_config.yaml (arm64 llama.cpp built with the NDK)."""
+    """Phones: the ``android:`` section of lab_config.yaml.
 
-    model_config = ConfigDict(extra="ignore")
+    By default the agent pushes the static aarch64 llama-bench of ``star runtime build --target
+    <runtime_target>`` (same pinned llama.cpp as the coordinator, build flags recorded with every
+    measurement). ``llama_bench`` (+ ``libs``, ``build_flags``) names another binary instead, e.g.
+    an NDK build; it must still report the pinned commit.
+    """
 
-    llama_bench: Path = Path("~/star-lab/android-arm64/bin/llama-bench")
-    libs: Path | None = Path("~/star-lab/android-arm64/lib")
+
+    runtime_target: str = "android-arm64"  # or android-arm64-compat (armv8-a, older phones)
+    llama_bench: Path | None = None  # an explicit phone binary instead of the cached build
+    libs: Path | None = None  # its shared libraries, if it has any
+    build_flags: list[str] = Field(default_factory=list)  # how the explicit binary was built
     remote_dir: str = "/data/local/tmp/star"
     cool_down_below_c: float = 45.0  # wait until every thermal zone is below this before a run
     cool_down_timeout_s: float = Field(default=600.0, ge=0)
     threads: int | None = Field(default=None, gt=0)  # default: the big cores detected
     cpu_mask: str | None = None  # llama-bench -C mask; default: the big cores detected
+
+
+# Sections of lab_config.yaml that other readers own (the search, `star proxy train`).
+OTHER_SECTIONS = ("search", "proxy")
 
 
 class LabSettings(BaseSettings):
@@ -113,6 +158,17 @@ class LabSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STAR_", env_nested_delimiter="__", extra="ignore", validate_default=True
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, data: Any) -> Any:
+        # `search:` and `proxy:` are read by the search and `star proxy train`, not here
+        _unknown_keys(cls, data, "", also=OTHER_SECTIONS)
+        if isinstance(data, dict):
+            for name, section in (("coordinator", CoordinatorSettings),
+                                  ("agent", AgentSettings), ("android", AndroidSettings)):
+                _unknown_keys(section, data.get(name), f"{name}.")
+        return data
 
     data_dir: Path = Path(".star")
     database_url: str | None = None  # default: sqlite:///<data_dir>/star.db
@@ -186,6 +242,19 @@ class LabSettings(BaseSettings):
         return tuple(sources)
 
 
+class ConfigError(ValueError):
+    """Settings that cannot be used: one line per problem, ``file: field: reason``."""
+
+    def __init__(self, source: Path | None, exc: ValidationError) -> None:
+        where = f"{source}: " if source is not None else ""
+        self.problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            self.problems.append(f"{where}{loc + ': ' if loc else ''}{msg}")
+        super().__init__("; ".join(self.problems))
+
+
 def config_file() -> Path | None:
     """The YAML file in force: the one passed to ``load_settings``, ``$STAR_CONFIG``, or
     ``./lab_config.yaml`` if it exists."""
@@ -209,6 +278,9 @@ def load_settings(
     files = _read_files.set(read_files)
     try:
         return LabSettings(**overrides)
+    except ValidationError as exc:
+        source = config_file() if read_files else None
+        raise ConfigError(source, exc) from None
     finally:
         _read_files.reset(files)
         _config_file.reset(token)

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ from star.config import LabSettings, load_settings
 from star.db import Database, repo, upgrade
 from star.db.snapshots import ArtifactSnapshot, DeviceSnapshot, JobSnapshot
 from star.db.store import ArtifactStore
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 START_POSTGRES = ROOT / "scripts" / "start_postgres.sh"
@@ -225,17 +225,15 @@ def free_port() -> int:
 
 
 def wait_up(base_url: str, timeout_s: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"coordinator exited with {proc.returncode}")
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200:
-                return
+            return httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"coordinator at {base_url} did not come up")
+            return False
+
+    wait_for(f"the coordinator at {base_url} to come up", healthy, timeout_s)
 
 
 class ThreadServer:

@@ -18,10 +18,12 @@ from device_agents.android.device import AndroidDevice, PushRecord, sha256_file
 from device_agents.android.errors import (
     AndroidError,
     BenchSetupError,
+    CpuFeatureMissing,
     DeviceGone,
     DeviceUnauthorized,
     RemoteCommandError,
     RemoteTimeout,
+    RuntimeCommitMismatch,
     TransferError,
 )
 from device_agents.android.profile import CachePolicy, DeviceProfile, Pinning
@@ -33,6 +35,7 @@ __all__ = [
     "AndroidError",
     "BenchSetupError",
     "CachePolicy",
+    "CpuFeatureMissing",
     "CoolDown",
     "DetachedRun",
     "DeviceGone",
@@ -44,6 +47,7 @@ __all__ = [
     "RemoteCommandError",
     "RemoteResult",
     "RemoteTimeout",
+    "RuntimeCommitMismatch",
     "TransferError",
     "Transport",
     "parse_thermalservice",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import threading
 import time
 from dataclasses import dataclass
 
@@ -187,14 +188,18 @@ class DetachedRun:
             return ""
         return data.data.decode("utf-8", errors="replace")
 
-    def wait(self, *, timeout_s: float, poll_s: float = 0.5) -> RunOutcome:
-        """Poll until the process ends or ``timeout_s`` (from start) passes; kill it then."""
+    def wait(
+        self, *, timeout_s: float, poll_s: float = 0.5, cancel: threading.Event | None = None
+    ) -> RunOutcome:
+        """Poll until the process ends or ``timeout_s`` (from start) passes; kill it then, or
+        as soon as ``cancel`` is set (the agent is stopping or lost its lease)."""
         if self.started_at is None:
             raise RuntimeError("start() first")
         deadline = self.started_at + timeout_s
         peak: int | None = None
         state = PollState(False, None, None)
-        timed_out = False
+        timed_out = cancelled = False
+        sleeper = cancel or threading.Event()
         while True:
             try:
                 state = self.poll()
@@ -205,14 +210,17 @@ class DetachedRun:
             if state.finished:
                 break
             now = time.monotonic()
-            if now >= deadline:
+            if now >= deadline or sleeper.is_set():
                 timed_out = True
+                cancelled = now < deadline
                 self.kill()
                 break
-            time.sleep(min(poll_s, deadline - now))
+            sleeper.wait(min(poll_s, deadline - now))
         wall = time.monotonic() - self.started_at
         stdout = self._read("out.txt", 16 << 20)
         stderr = self._read("err.txt", 4 << 20)
+        if cancelled:
+            stderr += "\ncancelled: the measurement was stopped\n"
         if self.launcher.time_prefix:
             timed = parse_time_rss(self._read("time.txt", 1 << 20))
             if timed:

@@ -17,6 +17,7 @@ import logging
 import posixpath
 import re
 import shlex
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,27 +29,27 @@ from device_agents.android.detached import DetachedRun, Launcher
 from device_agents.android.errors import (
     AndroidError,
     BenchSetupError,
+    CpuFeatureMissing,
+    RuntimeCommitMismatch,
     TransferError,
 )
+from device_agents.android.phone_measure import PhoneContextRunner, mismatch
 from device_agents.android.profile import CachePolicy, DeviceProfile, Pinning, resolve_pinning
 from device_agents.android.thermal import CoolDown, read_thermal, wait_for_cooldown
 from device_agents.android.transport import RemoteResult, Transport
-from device_agents.llamacpp.commands import BenchSettings, build_commands, validate_model
+from device_agents.llamacpp.commands import BenchSettings, validate_model
 from device_agents.llamacpp.flags import LlamaBenchFlags, parse_help
-from device_agents.llamacpp.results import RunOutcome, assemble_context
-from device_agents.schemas import (
-    BenchReport,
-    ContextMeasurement,
-    DeviceProperties,
-    RuntimeSettings,
-    Thermal,
-)
+from device_agents.llamacpp.results import RunOutcome
+from device_agents.measure_policy import measure_contexts
+from device_agents.protocol import RemeasurePolicy
+from device_agents.schemas import BenchReport, DeviceProperties, RuntimeSettings, Thermal
 
 log = logging.getLogger(__name__)
 
 LLAMA_BENCH = "llama-bench"
 _SHA_LINE = re.compile(r"^(\d+) ([0-9a-f]{64})\b")
 _JOB_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_VERSION = re.compile(r"^version: .*\(build \d+, commit ([^\s)]+)\)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class AndroidDevice:
         self.root = self.profile.remote_root
         self._launcher: Launcher | None = None
         self._flags: dict[str, LlamaBenchFlags] = {}
+        self._commits: dict[str, str | None] = {}
 
     @classmethod
     def discover(
@@ -205,14 +207,34 @@ class AndroidDevice:
         return records
 
     def push_runtime(self, files: Sequence[Path]) -> list[PushRecord]:
-        """llama.cpp files (llama-bench and the shared libraries it loads) into bin/."""
-        names = [Path(f).name for f in files]
+        """llama.cpp files (llama-bench and the shared libraries it loads) into bin/.
+
+        A file that is a symlink to another file of the set (``libllama.so`` ->
+        ``libllama.so.0``, as a cmake build lays them out) becomes a symlink on the phone: each
+        library's bytes are pushed once, whatever names the loader asks for."""
+        paths = [Path(f) for f in files]
+        names = [p.name for p in paths]
         if LLAMA_BENCH not in names:
             raise BenchSetupError(f"runtime files must include {LLAMA_BENCH}: got {names}")
         bin_dir = posixpath.join(self.root, "bin")
-        return self.push_files(
-            {posixpath.join(bin_dir, Path(f).name): Path(f) for f in files}, mode=0o755
+        links: dict[str, str] = {}
+        real: list[Path] = []
+        for path in paths:
+            target = _link_within(path, paths)
+            if target is not None:
+                links[path.name] = target
+            else:
+                real.append(path)
+        records = self.push_files(
+            {posixpath.join(bin_dir, p.name): p for p in real}, mode=0o755
         )
+        if links:
+            command = "; ".join(
+                f"ln -sfn {shlex.quote(target)} {shlex.quote(posixpath.join(bin_dir, name))}"
+                for name, target in sorted(links.items())
+            )
+            self.transport.shell(command, timeout_s=self.profile.call_timeout_s, check=True)
+        return records
 
     def push_model(self, model: Path, sha256: str | None = None) -> PushRecord:
         digest = sha256 or sha256_file(model)
@@ -250,7 +272,7 @@ class AndroidDevice:
     def thermal(self) -> Thermal:
         return read_thermal(self.transport, timeout_s=self.profile.call_timeout_s)
 
-    def wait_for_cooldown(self) -> CoolDown:
+    def wait_for_cooldown(self, *, stop: threading.Event | None = None) -> CoolDown:
         p = self.profile
         return wait_for_cooldown(
             self.transport,
@@ -259,6 +281,7 @@ class AndroidDevice:
             poll_s=p.cool_down_poll_s,
             zone_pattern=p.thermal_zone_pattern,
             call_timeout_s=p.call_timeout_s,
+            stop=stop,
         )
 
     # -- benchmark ----------------------------------------------------------------------
@@ -291,6 +314,22 @@ class AndroidDevice:
             self._flags[sha256] = flags
         return self._flags[sha256]
 
+    def llama_bench_commit(self, sha256: str = "") -> str | None:
+        """The llama.cpp commit the llama-bench in bin/ was built from (``--version``: "version:
+        X (build N, commit C)"), cached per binary sha256; None for a build without
+        ``--version``."""
+        if sha256 and sha256 in self._commits:
+            return self._commits[sha256]
+        exe = posixpath.join(self.root, "bin", LLAMA_BENCH)
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self._lib_env().items())
+        result = self.transport.shell(f"{env} {shlex.quote(exe)} --version",
+                                      timeout_s=self.profile.call_timeout_s)  # fmt: skip
+        match = _VERSION.search(result.stdout + result.stderr) if result.ok else None
+        commit = match.group(1) if match else None
+        if sha256:
+            self._commits[sha256] = commit
+        return commit
+
     def run_bench(
         self,
         model: Path,
@@ -302,16 +341,26 @@ class AndroidDevice:
         timeout_s: float,
         job_deadline_s: float | None = None,
         build_flags: Sequence[str] = (),
+        remeasure: RemeasurePolicy | None = None,
+        expected_commit: str | None = None,
+        required_cpu_features: Sequence[str] = (),
+        cancel: threading.Event | None = None,
     ) -> BenchReport:
         """Measure ``model`` at each context: two detached processes per context (TTFT:
         ``-p C -n 0``; decode: ``-p 0 -n M -d C``), threads pinned by the profile, a cool-down
         wait before each process, temperatures before and after each context.
 
-        ``timeout_s`` bounds each process (the agent derives it from the job), ``job_deadline_s``
-        (seconds from now) the whole call. A process past its deadline is killed and its context
-        reported with an error; exit 137 is OOM. After a timeout or OOM at C, larger contexts are
-        not run (reported with the reason); smaller ones still are. DeviceGone propagates: the
-        agent requeues the job.
+        Which contexts run and which are measured again is ``measure_policy``'s rule, the same
+        as on x86: ``remeasure`` (default: one try) re-measures a noisy or hot figure after
+        another cool-down; after an OOM (exit 137) or a timeout at C, larger contexts are not
+        run (reported with the reason); smaller ones still are. ``timeout_s`` bounds each
+        process (the agent derives it from the job), ``job_deadline_s`` (seconds from now) the
+        whole call. ``expected_commit``: the llama.cpp commit the binary must report
+        (``RuntimeCommitMismatch`` otherwise, before a second process runs);
+        ``required_cpu_features``: /proc/cpuinfo "Features" the build needs (``CpuFeatureMissing``
+        before anything runs, where the phone lists its features and lacks one). DeviceGone
+        propagates: the agent requeues the job; ``cancel`` stops the run
+        (``measure_policy.Cancelled``) and kills the process on the phone.
         """
         if not _JOB_ID.match(job_id):
             raise ValueError(f"job_id must match {_JOB_ID.pattern}: {job_id!r}")
@@ -321,6 +370,7 @@ class AndroidDevice:
         end = started + job_deadline_s if job_deadline_s else None
 
         self.transport.ensure_online()
+        self._check_cpu_features(required_cpu_features)
         self.reap_stale_jobs()
         model_sha = sha256_file(model)
         try:
@@ -330,34 +380,27 @@ class AndroidDevice:
                 r.sha256 for r in runtime_records if r.remote.endswith("/" + LLAMA_BENCH)
             )
             flags = self.llama_bench_flags(bench_sha)
+            if expected_commit is not None:
+                built = self.llama_bench_commit(bench_sha)
+                if built is not None and built != expected_commit:
+                    raise RuntimeCommitMismatch(mismatch(self.serial, built, expected_commit))
             pinning = resolve_pinning(self.profile, self.transport)
             pinned = self.profile.settings_for(settings, pinning)
-            exe = posixpath.join(self.root, "bin", LLAMA_BENCH)
-            measurements: list[ContextMeasurement] = []
-            commit: str | None = None
-            stop: tuple[int, str, bool] | None = None  # (failed context, why, as oom)
-            for context in contexts:
-                if stop is not None and context > stop[0]:  # needs more time and memory still
-                    measurements.append(ContextMeasurement(context=context, oom=stop[2],
-                                                           error=stop[1]))
-                    continue
-                measurement, seen = self._measure_context(
-                    flags, exe, pushed_model.remote, context, pinned, job_id,
-                    timeout_s=timeout_s, end=end,
-                )
-                measurements.append(measurement)
-                commit = commit or seen
-                if measurement.oom:
-                    stop = (context, f"not run: out of memory at context {context}", True)
-                elif measurement.error and "timed out" in measurement.error:
-                    stop = (context, f"not run: context {context} exceeded its deadline", False)
+            runner = PhoneContextRunner(
+                self, flags, pushed_model.remote, pinned, job_id, timeout_s=timeout_s, end=end,
+                expected_commit=expected_commit, cancel=cancel,
+            )  # fmt: skip
+            result = measure_contexts(
+                contexts, runner, remeasure or RemeasurePolicy(max_tries=1), cancel=cancel,
+                deadline=end, log=lambda message: log.info("%s: %s", self.serial, message),
+            )  # fmt: skip
         finally:
             try:
                 self.cleanup(job_id=job_id)
             except AndroidError as exc:  # never mask the run's own outcome or error
                 log.warning("%s: cleanup after job %s failed: %s", self.serial, job_id, exc)
         runtime = RuntimeSettings(
-            llama_cpp_commit=commit or "unknown",
+            llama_cpp_commit=result.commit or "unknown",
             build_flags=list(build_flags),
             threads=pinned.threads,
             cpu_mask=pinned.cpu_mask,
@@ -368,12 +411,13 @@ class AndroidDevice:
             repetitions=pinned.repetitions,
             cpu_model=self._soc_quietly(),
             mmap=pinned.mmap,
+            warmup_below=pinned.warmup_below,
         )
         return BenchReport(
             model_sha256=model_sha,
             model_bytes=model.stat().st_size,
             runtime=runtime,
-            contexts=measurements,
+            contexts=result.measurements,
         )
 
     def _soc_quietly(self) -> str:
@@ -382,36 +426,43 @@ class AndroidDevice:
         except AndroidError:
             return ""
 
-    def _measure_context(
-        self,
-        flags: LlamaBenchFlags,
-        exe: str,
-        remote_model: str,
-        context: int,
-        settings: BenchSettings,
-        job_id: str,
-        *,
-        timeout_s: float,
-        end: float | None,
-    ) -> tuple[ContextMeasurement, str | None]:
-        ttft_cmd, decode_cmd = build_commands(
-            flags, remote_model, context, settings, llama_bench=exe
-        )
-        self.wait_for_cooldown()
-        before = self.thermal()
-        ttft = self._run_one(ttft_cmd, job_id, f"c{context}-ttft", timeout_s, end)
-        decode: RunOutcome | None = None
-        if ttft.returncode == 0 and not ttft.timed_out:
-            self.wait_for_cooldown()
-            decode = self._run_one(decode_cmd, job_id, f"c{context}-decode", timeout_s, end)
-        after = self.thermal()
-        measurement, parsed = assemble_context(
-            context, ttft, decode, thermal_before=before, thermal_after=after
-        )
-        return measurement, parsed.build_commit if parsed else None
+    def cpu_features(self) -> set[str] | None:
+        """The CPU's features from /proc/cpuinfo ("Features : fp asimd ... asimddp"); None
+        where the kernel lists none (or the file is hidden)."""
+        result = self.transport.shell("grep -m1 -i '^Features' /proc/cpuinfo 2>/dev/null",
+                                      timeout_s=self.profile.call_timeout_s)  # fmt: skip
+        _, sep, flags = result.stdout.partition(":")
+        return set(flags.split()) if sep and flags.strip() else None
+
+    def _check_cpu_features(self, required: Sequence[str]) -> None:
+        if not required:
+            return
+        have = self.cpu_features()
+        missing = sorted(set(required) - have) if have is not None else []
+        if missing:
+            raise CpuFeatureMissing(
+                f"{self.serial}: the CPU lacks {', '.join(missing)}, which the pushed llama-bench "
+                "was built for (it would die with SIGILL): use the android-arm64-compat build "
+                "(android.runtime_target in lab_config.yaml)"
+            )
+
+    def load_1m(self) -> float | None:
+        """The phone's 1-minute load average (None where /proc/loadavg is not readable)."""
+        result = self.transport.shell("cat /proc/loadavg 2>/dev/null",
+                                      timeout_s=self.profile.call_timeout_s)  # fmt: skip
+        try:
+            return float(result.stdout.split()[0])
+        except (IndexError, ValueError):
+            return None
 
     def _run_one(
-        self, argv: list[str], job_id: str, name: str, timeout_s: float, end: float | None
+        self,
+        argv: list[str],
+        job_id: str,
+        name: str,
+        timeout_s: float,
+        end: float | None,
+        cancel: threading.Event | None = None,
     ) -> RunOutcome:
         limit = timeout_s
         if end is not None:
@@ -425,13 +476,25 @@ class AndroidDevice:
             env=self._lib_env(), call_timeout_s=self.profile.call_timeout_s,
         )
         run.start()
-        outcome = run.wait(timeout_s=limit, poll_s=self.profile.poll_interval_s)
+        outcome = run.wait(timeout_s=limit, poll_s=self.profile.poll_interval_s, cancel=cancel)
         log.info(
             "%s %s: rc=%s peak=%s wall=%.1fs%s", self.serial, name, outcome.returncode,
             outcome.peak_rss_bytes, outcome.wall_s, " (killed at deadline)"
             if outcome.timed_out else "",
         )
         return outcome
+
+
+def _link_within(path: Path, files: Sequence[Path]) -> str | None:
+    """The name ``path`` links to if it is a symlink to another file of ``files`` (resolved
+    through any chain of links), else None (a regular file, or a link out of the set)."""
+    if not path.is_symlink():
+        return None
+    target = path.resolve()
+    for other in files:
+        if other != path and not other.is_symlink() and other.resolve() == target:
+            return other.name
+    return None
 
 
 def _count_cpus(possible: str) -> int | None:

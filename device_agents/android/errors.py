@@ -47,3 +47,14 @@ class TransferError(AndroidError):
 
 class BenchSetupError(AndroidError):
     """The benchmark cannot be run on this phone (binary missing, not executable, unsupported)."""
+
+
+class RuntimeCommitMismatch(BenchSetupError):
+    """The llama-bench on the phone reports another llama.cpp commit than the coordinator pins:
+    its figures would not be comparable with any other device's."""
+
+
+class CpuFeatureMissing(BenchSetupError):
+    """The phone's CPU lacks an instruction set extension the pushed build was compiled for
+    (e.g. the dot-product instructions of the armv8.2-a+dotprod build): it would die with
+    SIGILL on every context. The fix is the other build (``android-arm64-compat``)."""

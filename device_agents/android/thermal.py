@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 
@@ -123,8 +124,10 @@ def wait_for_cooldown(
     poll_s: float = 5.0,
     zone_pattern: str | None = None,
     call_timeout_s: float = 15.0,
+    stop: threading.Event | None = None,
 ) -> CoolDown:
-    """Poll until the gate temperature is below ``below_c``, for at most ``timeout_s``."""
+    """Poll until the gate temperature is below ``below_c``, for at most ``timeout_s`` (or until
+    ``stop`` is set: the agent is stopping)."""
     started = time.monotonic()
     deadline = started + timeout_s
     while True:
@@ -137,10 +140,10 @@ def wait_for_cooldown(
         if temperature < below_c:
             return CoolDown(True, waited, temperature, thermal)
         now = time.monotonic()
-        if now >= deadline:
+        if now >= deadline or (stop is not None and stop.is_set()):
             log.warning(
                 "%s: still %.1f C (limit %.1f C) after %.0f s; measuring anyway",
                 transport.serial, temperature, below_c, waited,
             )
             return CoolDown(False, waited, temperature, thermal)
-        time.sleep(min(poll_s, deadline - now))
+        (stop or threading.Event()).wait(min(poll_s, deadline - now))

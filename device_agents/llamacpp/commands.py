@@ -44,6 +44,10 @@ class BenchSettings:
     cache_type_v: str = "f16"
     cpu_mask: str | None = None  # llama-bench -C hex mask (pin threads to the big cores)
     mmap: bool = False
+    # From this context on, the TTFT run skips llama-bench's untimed warm-up prefill: a prompt
+    # of hundreds of micro-batches warms caches and pages itself, and the warm-up would cost a
+    # whole extra prefill (minutes at 32K on a phone). None: always warm up.
+    warmup_below: int | None = 16384
 
     def __post_init__(self) -> None:
         if self.threads < 1 or self.n_gen < 1 or self.repetitions < 1:
@@ -53,6 +57,13 @@ class BenchSettings:
                 raise BenchInputError(
                     f"{name} {getattr(self, name)!r} is not one of {', '.join(KV_CACHE_TYPES)}"
                 )
+
+
+def prefills(context: int, repetitions: int, warmup_below: int | None = 16384) -> int:
+    """Full prefills of ``context`` tokens the two runs of one context cost: the TTFT run's
+    repetitions (plus its warm-up below ``warmup_below``) and the decode run's depth."""
+    warm = warmup_below is None or context < warmup_below
+    return repetitions + (1 if warm else 0) + 1
 
 
 def build_commands(
@@ -85,7 +96,9 @@ def build_commands(
         # only as "failed to create context", which other mistakes print too.
         *([flags.verbose] if flags.verbose else []),
     ]
-    ttft = [*common, "-p", str(context), "-n", "0"]
+    cold = settings.warmup_below is not None and context >= settings.warmup_below
+    ttft = [*common, "-p", str(context), "-n", "0",
+            *(["--no-warmup"] if cold and flags.no_warmup else [])]
     decode = [*common, "-p", "0", "-n", str(settings.n_gen), *flags.depth_args(context)]
     return [ttft, decode]
 

@@ -18,22 +18,50 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device_agents.llamacpp.commands import BenchSettings, build_commands, validate_model
 from device_agents.llamacpp.flags import LlamaBenchFlags, parse_help
 from device_agents.llamacpp.results import RunOutcome, assemble_context
-from device_agents.schemas import BenchReport, ContextMeasurement, RuntimeSettings, Thermal
+from device_agents.protocol import RemeasurePolicy
+from device_agents.schemas import (
+    BenchReport,
+    Conditions,
+    ContextMeasurement,
+    RuntimeSettings,
+    Thermal,
+)
 
-# argv: result file, RLIMIT_AS bytes (0 = none), then the command. Stdlib only, no site.
+if TYPE_CHECKING:
+    from device_agents.measure_policy import Attempt
+    from device_agents.quiet import QuietGate
+
+# argv: result file, RLIMIT_AS bytes (0 = none), the owner's pid, then the command. Stdlib only.
+# The launcher and the benchmark end with their owner, even when the owner is SIGKILLed:
+# PR_SET_PDEATHSIG asks the kernel to signal the launcher when its parent dies (SIGTERM, which
+# it forwards), and the benchmark when the launcher dies (SIGKILL). A parent that died before
+# the request is caught by comparing getppid() with the owner's pid.
 _LAUNCHER = r"""
-import json, os, resource, signal, sys
-out, limit, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+import ctypes, json, os, resource, signal, sys
+out, limit, owner, argv = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+PR_SET_PDEATHSIG = 1
+def die_with_parent(signum, parent):
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(128 + signum)
+die_with_parent(signal.SIGTERM, owner)
+me = os.getpid()
 pid = os.fork()
 if pid == 0:
     try:
+        die_with_parent(signal.SIGKILL, me)
         if limit > 0:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         os.execv(argv[0], argv)
@@ -58,28 +86,53 @@ def run_process(
     *,
     timeout_s: float | None = None,
     memory_limit_bytes: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> RunOutcome:
-    """Run ``argv`` to completion; its own peak RSS from wait4 (ru_maxrss is KiB on Linux)."""
+    """Run ``argv`` to completion; its own peak RSS from wait4 (ru_maxrss is KiB on Linux).
+
+    The launcher runs in its own process group (so that a deadline kills launcher and benchmark
+    together) but not in its own session, and it dies with this process: stopping ``star bench``
+    or an agent, by a signal or an exception, stops the benchmark it started. ``cancel`` set
+    while it runs kills it too (the outcome is then ``timed_out`` with "cancelled" on stderr).
+    """
     argv = [str(a) for a in argv]
     with tempfile.TemporaryDirectory(prefix="star-bench-") as tmp:
         usage_file = Path(tmp) / "usage.json"
         out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         cmd = [sys.executable, "-S", "-I", "-c", _LAUNCHER, str(usage_file),
-               str(memory_limit_bytes or 0), *argv]
+               str(memory_limit_bytes or 0), str(os.getpid()), *argv]
         started = time.monotonic()
-        timed_out = False
+        deadline = None if timeout_s is None else started + timeout_s
+        timed_out = cancelled = False
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    process_group=0)
             try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                os.killpg(proc.pid, signal.SIGKILL)  # launcher and benchmark together
-                proc.wait()
+                while True:
+                    step = _WAIT_STEP_S if cancel is not None else None
+                    if deadline is not None:
+                        left = deadline - time.monotonic()
+                        step = left if step is None else min(step, left)
+                    try:
+                        proc.wait(timeout=None if step is None else max(step, 0.0))
+                        break
+                    except subprocess.TimeoutExpired:
+                        if deadline is not None and time.monotonic() >= deadline:
+                            timed_out = True
+                        elif cancel is not None and cancel.is_set():
+                            timed_out = cancelled = True
+                        else:
+                            continue
+                        _kill_group(proc)
+                        break
+            except BaseException:  # KeyboardInterrupt, SystemExit from a signal handler, ...
+                _kill_group(proc)
+                raise
         wall = time.monotonic() - started
         stdout = out_path.read_text(errors="replace")
         stderr = err_path.read_text(errors="replace")
+        if cancelled:
+            stderr += "\ncancelled: the measurement was stopped\n"
         try:
             usage = json.loads(usage_file.read_text())
         except (OSError, ValueError):
@@ -91,6 +144,18 @@ def run_process(
         returncode, peak = (proc.returncode if proc.returncode is not None else -9), None
     return RunOutcome(argv=tuple(argv), returncode=returncode, stdout=stdout, stderr=stderr,
                       peak_rss_bytes=peak, wall_s=wall, timed_out=timed_out)
+
+
+_WAIT_STEP_S = 0.2  # how often a running benchmark checks ``cancel``
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the launcher's process group (launcher and benchmark) and reap the launcher."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 @functools.lru_cache(maxsize=8)
@@ -147,19 +212,62 @@ def measure_context(
     *,
     timeout_s: float | None = None,
     memory_limit_bytes: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[ContextMeasurement, str | None]:
-    """Both runs at one context; returns the measurement and the commit llama-bench reported."""
-    ttft_cmd, decode_cmd = build_commands(flags, model_path, context, settings,
-                                          llama_bench=llama_bench)
-    before = read_thermal()
-    ttft = run_process(ttft_cmd, timeout_s=timeout_s, memory_limit_bytes=memory_limit_bytes)
-    decode = None
-    if ttft.returncode == 0 and not ttft.timed_out:  # a failed prefill at C fails decode too
-        decode = run_process(decode_cmd, timeout_s=timeout_s,
-                             memory_limit_bytes=memory_limit_bytes)
-    measurement, parsed = assemble_context(context, ttft, decode, thermal_before=before,
-                                           thermal_after=read_thermal())
-    return measurement, parsed.build_commit if parsed else None
+    """Both runs at one context, once; returns the measurement and the commit llama-bench
+    reported. (``run_local_bench`` goes through ``LocalContextRunner`` and the policy.)"""
+    attempt = LocalContextRunner(flags, model_path, settings, llama_bench, timeout_s=timeout_s,
+                                 memory_limit_bytes=memory_limit_bytes,
+                                 cancel=cancel).measure_once(context)  # fmt: skip
+    return attempt.measurement, attempt.commit
+
+
+class LocalContextRunner:
+    """``measure_policy.ContextRunner`` for this machine: two local processes per try, and a
+    quiet-machine wait (``quiet``: a ``QuietGate``; None: measure at once) before each try."""
+
+    def __init__(
+        self,
+        flags: LlamaBenchFlags,
+        model_path: str,
+        settings: BenchSettings,
+        llama_bench: str,
+        *,
+        timeout_s: float | None = None,
+        memory_limit_bytes: int | None = None,
+        cancel: threading.Event | None = None,
+        quiet: QuietGate | None = None,
+    ) -> None:
+        self.flags = flags
+        self.model_path = model_path
+        self.settings = settings
+        self.llama_bench = llama_bench
+        self.timeout_s = timeout_s
+        self.memory_limit_bytes = memory_limit_bytes
+        self.cancel = cancel
+        self.quiet = quiet
+
+    def settle(self) -> Conditions:
+        if self.quiet is None:
+            return Conditions(load_1m=round(os.getloadavg()[0], 3), note="no quiet wait")
+        return self.quiet.wait()
+
+    def measure_once(self, context: int) -> Attempt:
+        from device_agents.measure_policy import Attempt, outcome_of
+
+        ttft_cmd, decode_cmd = build_commands(self.flags, self.model_path, context,
+                                              self.settings, llama_bench=self.llama_bench)
+        before = read_thermal()
+        limits = dict(timeout_s=self.timeout_s, memory_limit_bytes=self.memory_limit_bytes,
+                      cancel=self.cancel)  # fmt: skip
+        ttft = run_process(ttft_cmd, **limits)  # type: ignore[arg-type]
+        decode = None
+        if ttft.returncode == 0 and not ttft.timed_out:  # a failed prefill at C fails decode too
+            decode = run_process(decode_cmd, **limits)  # type: ignore[arg-type]
+        measurement, parsed = assemble_context(context, ttft, decode, thermal_before=before,
+                                               thermal_after=read_thermal())
+        return Attempt(measurement, outcome_of(ttft, decode, measurement),
+                       parsed.build_commit if parsed else None)
 
 
 def run_local_bench(
@@ -172,28 +280,32 @@ def run_local_bench(
     commit: str | None = None,
     timeout_s: float | None = None,
     memory_limit_bytes: int | None = None,
+    remeasure: RemeasurePolicy | None = None,
+    quiet: QuietGate | None = None,
+    cancel: threading.Event | None = None,
 ) -> BenchReport:
-    """Measure ``model_path`` at each context on this machine.
+    """Measure ``model_path`` at each context on this machine, by ``measure_policy``'s rule.
 
     Raises BenchInputError for invalid input (before any process starts) and
     UnsupportedFlagError if the binary cannot pin a setting. A context that runs out of memory is
-    reported ``oom``; any other failure at a context is that context's ``error``.
-    ``commit``: the build's commit, used only if llama-bench reports none (all contexts failed).
+    reported ``oom``, and larger contexts are then not run (nor after a timeout); any other
+    failure at a context is that context's ``error``. ``remeasure`` (default: one try, no
+    re-measurement) and ``quiet`` (default: no wait) are the policy's; ``cancel`` stops the run
+    (``measure_policy.Cancelled``). ``commit``: the build's commit, used only if llama-bench
+    reports none (all contexts failed).
     """
+    from device_agents.measure_policy import measure_contexts
+
     model = Path(model_path)
     validate_model(model, list(contexts), n_gen=settings.n_gen)
     flags = detect_flags(llama_bench_path)
-    measurements: list[ContextMeasurement] = []
-    reported: str | None = None
-    for context in contexts:
-        measurement, seen = measure_context(
-            flags, str(model), context, settings, str(llama_bench_path),
-            timeout_s=timeout_s, memory_limit_bytes=memory_limit_bytes,
-        )
-        measurements.append(measurement)
-        reported = reported or seen
+    runner = LocalContextRunner(flags, str(model), settings, str(llama_bench_path),
+                                timeout_s=timeout_s, memory_limit_bytes=memory_limit_bytes,
+                                cancel=cancel, quiet=quiet)  # fmt: skip
+    result = measure_contexts(contexts, runner, remeasure or RemeasurePolicy(max_tries=1),
+                              cancel=cancel)  # fmt: skip
     runtime = RuntimeSettings(
-        llama_cpp_commit=reported or commit or "unknown",
+        llama_cpp_commit=result.commit or commit or "unknown",
         build_flags=list(build_flags),
         threads=settings.threads,
         cpu_mask=settings.cpu_mask,
@@ -204,10 +316,11 @@ def run_local_bench(
         repetitions=settings.repetitions,
         cpu_model=cpu_model(),
         mmap=settings.mmap,
+        warmup_below=settings.warmup_below,
     )
     return BenchReport(
         model_sha256=file_sha256(model),
         model_bytes=model.stat().st_size,
         runtime=runtime,
-        contexts=measurements,
+        contexts=result.measurements,
     )

@@ -124,6 +124,9 @@ def classify_failure(outcome: RunOutcome) -> tuple[str, str] | None:
         return "oom", f"killed by SIGKILL (exit {outcome.returncode})"
     if _OOM_PATTERNS.search(outcome.stderr):
         return "oom", f"allocation failed: {stderr_tail(outcome.stderr, _OOM_PATTERNS)}"
+    if outcome.returncode in (-4, 132):  # SIGILL: built for an ISA this CPU does not have
+        return "error", (f"illegal instruction (exit {outcome.returncode}): the binary needs CPU "
+                         "features this device lacks (on a phone: the android-arm64-compat build)")
     return "error", f"exit {outcome.returncode}: {stderr_tail(outcome.stderr)}"
 
 

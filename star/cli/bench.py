@@ -2,13 +2,19 @@
 (``MODEL.pte``: the same figures from the ExecuTorch runner, star.cli.bench_pte.)
 
 Exit codes: 0 every context measured (or out of memory, which is a result); 1 a context failed
-otherwise, or the runtime could not be built; 2 invalid input (one line on stderr, no traceback).
+otherwise, or the runtime could not be built; 2 invalid input (one line on stderr, no traceback);
+143 stopped by SIGTERM or SIGINT (the llama-bench it started is stopped with it).
+
+Contexts are measured by ``device_agents.measure_policy``, the agents' rule: larger contexts are
+skipped after an out-of-memory or a timeout; ``--max-tries`` re-measures a noisy figure and keeps
+the least noisy; ``--quiet-wait`` first waits (up to that many seconds) for a quiet machine.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -48,9 +54,12 @@ def _default_threads() -> int:
 
 
 def bench(
-    model: Annotated[Path, typer.Argument(help="GGUF model file")],
+    model: Annotated[Path, typer.Argument(help="GGUF model file (or an ExecuTorch .pte)")],
     contexts: Annotated[str, typer.Option(help="context lengths, comma-separated")] = "4096,32768",
-    repeats: Annotated[int, typer.Option(help="timed repetitions per figure")] = 5,
+    repeats: Annotated[
+        int, typer.Option("--repetitions", "--repeats", "-r", min=1,
+                          help="timed repetitions per figure")
+    ] = 5,
     threads: Annotated[int | None, typer.Option(help="threads (default: usable cores)")] = None,
     n_gen: Annotated[int, typer.Option("--n-gen", help="tokens generated for decode")] = 32,
     flash_attn: Annotated[str, typer.Option("--flash-attn", help="on | off")] = "off",
@@ -67,9 +76,23 @@ def bench(
     profile_dir: Annotated[
         Path | None, typer.Option(help=".pte: keep an ETDump profile per run in this folder")
     ] = None,
+    max_tries: Annotated[
+        int, typer.Option("--max-tries", min=1, max=20,
+                          help="measure a noisy context up to N times; keep the least noisy")
+    ] = 1,
+    noisy_cv: Annotated[
+        float, typer.Option("--noisy-cv", min=0, help="stddev/median above this is noisy")
+    ] = 0.10,
+    quiet_wait: Annotated[
+        float, typer.Option("--quiet-wait", min=0,
+                            help="seconds to wait for a quiet machine before each try (0: none)")
+    ] = 0.0,
 ) -> None:
     """Measure a GGUF with stock llama-bench (a .pte with the ExecuTorch runner): TTFT,
-    decode ms/token and peak RSS per context."""
+    decode ms/token and peak RSS per context.
+
+    Example: star bench model.gguf --contexts 4k,32k --flash-attn on --repetitions 3
+    """
     if model.suffix == ".pte":
         from star.cli.bench_pte import bench_pte
 
@@ -123,11 +146,22 @@ def bench(
     elif not llama_bench.is_file():
         raise _fail(f"llama-bench not found: {llama_bench}")
 
+    from device_agents.protocol import RemeasurePolicy
+    from device_agents.quiet import QuietGate, QuietThresholds
+
+    gate = QuietGate(QuietThresholds(timeout_s=quiet_wait)) if quiet_wait > 0 else None
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = run_local_bench(model, wanted, settings, llama_bench, build_flags=build_flags,
-                                 commit=commit, timeout_s=timeout)
+                                 commit=commit, timeout_s=timeout, quiet=gate,
+                                 remeasure=RemeasurePolicy(noisy_cv=noisy_cv, max_tries=max_tries))
     except (BenchInputError, UnsupportedFlagError) as exc:
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt:  # the benchmark process group is already killed (run_process)
+        typer.echo("stopped", err=True)
+        raise typer.Exit(143) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
@@ -135,6 +169,11 @@ def bench(
         _print_table(model, report)
     if any(c.error is not None for c in report.contexts):
         raise typer.Exit(1)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM as SIGINT: unwind, so the running llama-bench is stopped before we exit."""
+    raise KeyboardInterrupt
 
 
 def _print_table(model: Path, report: object) -> None:
@@ -159,6 +198,8 @@ def _print_table(model: Path, report: object) -> None:
                   if c.decode_ms_per_token and c.decode_ms_per_token.median > 0 else "-")
         rss = f"{c.peak_rss_bytes / 2**20:,.1f}" if c.peak_rss_bytes else "-"
         status = "OOM" if c.oom else (c.error or "ok")
+        if c.tries > 1:
+            status += f" ({c.tries} tries)"
         table.add_row(str(c.context), fmt(c.ttft_ms), prefill, fmt(c.decode_ms_per_token),
                       decode, rss, status)
     console = Console()

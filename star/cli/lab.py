@@ -52,7 +52,10 @@ def serve(
     host: Annotated[str | None, typer.Option(help="listen address (coordinator.host)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (coordinator.port)")] = None,
 ) -> None:
-    """Run the coordinator (REST API; OpenAPI at /docs)."""
+    """Run the coordinator (REST API; OpenAPI at /docs).
+
+    Example: star serve --config lab_config.yaml
+    """
     import uvicorn
 
     from star.db import SchemaOutOfDateError
@@ -76,7 +79,10 @@ def db_upgrade(
     config: ConfigOpt = None,
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
 ) -> None:
-    """Migrate the database to the newest schema (creates a SQLite file if needed)."""
+    """Migrate the database to the newest schema (creates a SQLite file if needed).
+
+    Example: star db upgrade --config lab_config.yaml
+    """
     from star.db import Database, upgrade
     from star.db.migrate import current_revision
 
@@ -89,7 +95,10 @@ def db_upgrade(
 
 @db_app.command("current")
 def db_current(config: ConfigOpt = None) -> None:
-    """Print the database's schema revision and the one this code needs."""
+    """Print the database's schema revision and the one this code needs.
+
+    Example: star db current
+    """
     from star.db import Database
     from star.db.migrate import current_revision, head_revision
 
@@ -139,7 +148,10 @@ def device_register(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Register a device; prints its token ONCE (give it to the agent as STAR_DEVICE_TOKEN)."""
+    """Register a device; prints its token ONCE (give it to the agent as STAR_DEVICE_TOKEN).
+
+    Example: star device register s24 --kind android --serial R5CX123 --tags s24
+    """
     from pydantic import ValidationError
 
     from device_agents.protocol import DeviceCreate
@@ -163,7 +175,10 @@ def device_list(
     all_: Annotated[bool, typer.Option("--all", help="include retired devices")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
-    """List devices with their status and properties."""
+    """List devices with their status and properties.
+
+    Example: star device list --json
+    """
     with _admin(config) as client:
         devices = _call(lambda: client.list_devices(include_retired=all_))
     if as_json:
@@ -190,7 +205,10 @@ def device_list(
 
 @device_app.command("retire")
 def device_retire(name: str, config: ConfigOpt = None) -> None:
-    """Retire a device: its token stops working; its measurements stay."""
+    """Retire a device: its token stops working; its measurements stay.
+
+    Example: star device retire old-laptop
+    """
     with _admin(config) as client:
         device = _call(lambda: client.retire_device(name))
     typer.echo(f"retired device {device.name}")
@@ -206,7 +224,10 @@ def agent_run(
     max_jobs: Annotated[int | None, typer.Option(help="exit after this many jobs")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Serve profile jobs for one device until interrupted (SIGINT/SIGTERM)."""
+    """Serve profile jobs for one device until interrupted (SIGINT/SIGTERM).
+
+    Example: STAR_DEVICE_TOKEN=... star agent run --device s24
+    """
     from device_agents.agent import Agent
     from device_agents.client import Backoff, CoordinatorClient, Stopped, retrying
     from device_agents.spool import Spool
@@ -215,6 +236,10 @@ def agent_run(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # an idle agent polls and heartbeats every few seconds: each request is not news (jobs,
+    # results, retries and failures are logged by the agent itself); -v shows them
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
     settings = _settings(config)
     if settings.device_token is None:
         fail("no device token: set STAR_DEVICE_TOKEN (from `star device register`)")
@@ -224,7 +249,8 @@ def agent_run(
         settings.device_token.get_secret_value(),
         timeout_s=a.request_timeout_s,
     )
-    backoff = Backoff(a.backoff_base_s, a.backoff_cap_s)
+    backoff = Backoff(a.backoff_base_s, a.backoff_cap_s, server_error_tries=a.server_error_tries,
+                      server_error_s=a.server_error_s)
     stop_waiting = threading.Event()
     try:
         me = _call(lambda: retrying(client.me, backoff=backoff, stop=stop_waiting))
@@ -246,27 +272,40 @@ def agent_run(
     )
 
     def _stop(signum: int, _frame: object) -> None:
-        logging.getLogger("star.agent").info("signal %d: stopping after this step", signum)
-        agent.stop.set()
+        # the running benchmark is stopped too, and its job given back to the queue
+        logging.getLogger("star.agent").info("signal %d: stopping", signum)
+        agent.shutdown()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    done = agent.run(max_jobs=max_jobs)
-    client.close()
+    from device_agents.agent import RuntimeMismatch
+
+    try:
+        done = agent.run(max_jobs=max_jobs)
+    except RuntimeMismatch as exc:
+        fail(str(exc), code=1)
+    finally:
+        client.close()
     typer.echo(f"agent for {device}: {done} job(s) completed")
 
 
 def _runner(kind: str, serial: str | None, settings: Any):  # type: ignore[no-untyped-def]
     a = settings.agent
     if kind == "x86":
+        from device_agents.quiet import QuietThresholds
         from device_agents.x86 import X86Runner
 
-        return X86Runner(llama_bench_path=a.llama_bench_path, threads=a.threads)
+        quiet = QuietThresholds(
+            max_load_1m=a.quiet_max_load_1m, max_steal_pct=a.quiet_max_steal_pct,
+            max_other_cpu_pct=a.quiet_max_other_cpu_pct, timeout_s=a.quiet_timeout_s,
+            sample_s=a.quiet_sample_s,
+        ) if a.quiet_wait else None  # fmt: skip
+        return X86Runner(llama_bench_path=a.llama_bench_path, threads=a.threads, quiet=quiet)
     if kind == "android":
         if not serial:
             fail("an android device needs its adb serial (star device register --serial)")
         from device_agents.android import DeviceProfile
-        from device_agents.android_runner import AndroidRunner, runtime_files
+        from device_agents.android_runner import AndroidRunner
 
         ad = settings.android
         profile = DeviceProfile(
@@ -276,10 +315,42 @@ def _runner(kind: str, serial: str | None, settings: Any):  # type: ignore[no-un
             cool_down_timeout_s=ad.cool_down_timeout_s,
             remote_root=ad.remote_dir,
         )
+        files, flags, pinned, features = _phone_runtime(ad)
+        return AndroidRunner.connect(
+            serial, adb_host=a.adb_host, adb_port=a.adb_port, files=files, profile=profile,
+            build_flags=flags, expected_commit=pinned, required_cpu_features=features,
+        )  # fmt: skip
+    fail(f"unknown device kind {kind!r}")
+
+
+def _phone_runtime(ad: Any) -> tuple[list[Path], list[str], str, tuple[str, ...]]:
+    """(files to push, their build flags, the pinned commit, the CPU features the build needs)
+    for an Android agent.
+
+    The cached cross build (``star runtime build --target ...``) unless ``android.llama_bench``
+    names another binary; a build from another llama.cpp commit is refused here, naming both
+    (an explicit binary is checked when it first reports its commit on the phone)."""
+    from device_agents.android_runner import runtime_files
+    from star.runtime.build import LLAMA_CPP_COMMIT
+    from star.runtime.cross import TARGETS, read_phone_marker, required_cpu_features
+
+    if ad.llama_bench is not None:
         files = runtime_files(ad.llama_bench, ad.libs)
         if not files[0].is_file():
-            fail(f"android.llama_bench: {files[0]} does not exist (build it with the NDK)")
-        return AndroidRunner.connect(
-            serial, adb_host=a.adb_host, adb_port=a.adb_port, files=files, profile=profile
-        )
-    fail(f"unknown device kind {kind!r}")
+            fail(f"android.llama_bench: {files[0]} does not exist (or leave it unset to use "
+                 f"`star runtime build --target {ad.runtime_target}`)")
+        arch = next((f.split("=", 1)[1] for f in ad.build_flags
+                     if f.startswith("-DGGML_CPU_ARM_ARCH=")), "")  # fmt: skip
+        return files, list(ad.build_flags), LLAMA_CPP_COMMIT, required_cpu_features(arch)
+    if ad.runtime_target not in TARGETS:
+        fail(f"android.runtime_target {ad.runtime_target!r}: one of {', '.join(TARGETS)}")
+    phone = read_phone_marker(ad.runtime_target)
+    if phone is None:
+        fail(f"no phone build of llama.cpp for {ad.runtime_target}: run "
+             f"`star runtime build --target {ad.runtime_target}` (or set android.llama_bench)")
+    if phone.commit != LLAMA_CPP_COMMIT:
+        fail(f"the phone build {phone.llama_bench} is llama.cpp commit {phone.commit}, but the "
+             f"coordinator's pinned runtime is commit {LLAMA_CPP_COMMIT}: rebuild it with "
+             f"`star runtime build --target {ad.runtime_target}`")
+    return ([phone.llama_bench], list(phone.build_flags), LLAMA_CPP_COMMIT,
+            required_cpu_features(phone.arch))

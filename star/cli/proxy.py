@@ -109,7 +109,10 @@ def train(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
-    """Train GENOME's proxy-scale model on each component and print its quality metrics."""
+    """Train GENOME's proxy-scale model on each component and print its quality metrics.
+
+    Example: star proxy train genomes/lfm2-350m.yaml --json
+    """
     from star.genome import load_genome
 
     with user_errors():

@@ -72,11 +72,11 @@ def _drive(engine: Any, max_generations: int | None, *, progress: bool = True) -
     """Run the engine under a live progress display; SIGTERM asks it to stop at the next phase
     boundary."""
     from star.cli.progress import SearchProgress
-    from star.search import store
+    from star.db.repo import lifecycle
 
     def _term(_signum: int, _frame: object) -> None:
         with engine.db.session_scope() as s:
-            store.update_run_config(s, run_id=engine.run_id, stop_requested=True)
+            lifecycle.request_stop(s, run_id=engine.run_id)
 
     previous = signal.signal(signal.SIGTERM, _term)
     try:
@@ -104,8 +104,14 @@ def search_run(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     progress: ProgressOpt = True,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="check the config, print what it would measure and the estimated "
+        "device time; write nothing")] = False,
 ) -> None:
-    """Start a run from the `search:` section of lab_config.yaml (checked before it starts)."""
+    """Start a run from the `search:` section of lab_config.yaml (checked before it starts).
+
+    Example: star search run --config studies/lfm2-vs-transformer.yaml --dry-run
+    """
     from star.config import config_file
     from star.db.errors import AlreadyExistsError
     from star.db.store import ArtifactStore
@@ -122,6 +128,9 @@ def search_run(
         for problem in exc.problems:
             typer.echo(f"error: search.{problem}", err=True)
         raise typer.Exit(2) from None
+    if dry_run:
+        _dry_run(search, settings)
+        return
     db = _open_db(settings)
     _logging(verbose)
     try:
@@ -136,6 +145,81 @@ def search_run(
     _drive(engine, max_generations, progress=progress)
 
 
+def _readonly_db(settings: Any) -> Any | None:
+    """The lab database if it exists and is current, without creating anything."""
+    from sqlalchemy.engine import make_url
+
+    from star.db import Database, SchemaOutOfDateError, require_current_schema
+
+    url = make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if not Path(url.database).exists():
+            return None
+    db = Database(settings.db_url)
+    try:
+        require_current_schema(db.engine)
+    except (SchemaOutOfDateError, Exception):  # noqa: BLE001 - unreachable or old: not read
+        db.dispose()
+        return None
+    return db
+
+
+def _dry_run(search: Any, settings: Any) -> None:
+    """What ``search`` would measure and roughly how long devices would take; writes nothing."""
+    from star.search.config import SearchConfigError, check_devices
+    from star.search.objectives import describe, short_context
+    from star.search.plan import plan
+
+    db = _readonly_db(settings)
+    if db is None:
+        typer.echo(f"devices: not checked ({settings.db_url} does not exist or is not current)")
+        result = plan(search)
+    else:
+        try:
+            with db.session_scope(readonly=True) as s:
+                try:
+                    check_devices(search, s)
+                except SearchConfigError as exc:
+                    for problem in exc.problems:
+                        typer.echo(f"error: search.{problem}", err=True)
+                    raise typer.Exit(2) from None
+                result = plan(search, session=s)
+        finally:
+            db.dispose()
+    cfg = search
+    typer.echo(f"run {cfg.name!r}: {cfg.generations} generations x {cfg.population} candidates, "
+               f"seed {cfg.seed}; config OK (nothing written)")
+    typer.echo("objectives: " + ", ".join(describe(k) for k in cfg.objective_keys()))
+    for b in cfg.bounds():
+        typer.echo(f"budget: {describe(b.key)} {'>=' if b.lower else '<='} {b.limit:g}")
+    if cfg.baselines:
+        typer.echo("baselines: " + ", ".join(f"{b.name} ({b.genome})" for b in cfg.baselines))
+    typer.echo(f"flash attention: {', '.join('on' if f else 'off' for f in cfg.flash_attn)}"
+               f"; quant {cfg.quant.value}; {cfg.repetitions} repetitions, n_gen {cfg.n_gen}")
+
+    def ctx(cs: Any) -> str:
+        return ",".join(short_context(c) for c in cs)
+
+    typer.echo(f"{'stage':<10} {'device class':<18} {'contexts':<12} {'models':>6} "
+               f"{'jobs':>6} {'device time':>12}")
+    for r in result.rows:
+        typer.echo(f"{r.stage:<10} {r.device_class:<18} {ctx(r.contexts):<12} "
+                   f"{r.candidates:>6} {r.jobs:>6} {_duration(r.seconds):>12}")
+    typer.echo(f"total estimated device time: {_duration(result.seconds)}"
+               + (f" (every candidate at every context: {_duration(result.unstaged_seconds)})"
+                  if cfg.staging is not None else ""))
+    for device_class, source in result.speed.items():
+        typer.echo(f"speed of {device_class}: {source}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 @search_app.command("resume")
 def search_resume(
     run: RunArg,
@@ -147,7 +231,10 @@ def search_resume(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     progress: ProgressOpt = True,
 ) -> None:
-    """Continue a stopped, failed or crashed run (deterministic replay of told generations)."""
+    """Continue a stopped, failed or crashed run (deterministic replay of told generations).
+
+    Example: star search resume s24-run
+    """
     from star.db.errors import NotFoundError
     from star.db.store import ArtifactStore
     from star.search.engine import SearchEngine, SearchError
@@ -166,22 +253,98 @@ def search_resume(
 
 @search_app.command("stop")
 def search_stop(run: RunArg, config: ConfigOpt = None) -> None:
-    """Ask the run's engine to stop at its next phase boundary (jobs already queued stay)."""
+    """Ask the run's engine to stop at its next phase boundary (jobs already queued stay).
+
+    Example: star search stop s24-run
+    """
     from star.db.errors import NotFoundError
+    from star.db.repo import lifecycle
     from star.search import store
 
     db = _open_db(_settings(config))
     try:
         with db.session_scope() as s:
             snap = store.resolve_run(s, run)
-            snap = store.update_run_config(s, run_id=snap.id, stop_requested=True)
+            snap = lifecycle.request_stop(s, run_id=snap.id)
     except NotFoundError as exc:
         fail(f"RUN: {exc}")
-    status = snap.config.get("status")
+    status = snap.status.value if snap.status else None
     if status == "running":
         typer.echo(f"run {snap.name}: stop requested; the engine stops at its next phase")
     else:
         typer.echo(f"run {snap.name} is {status}; a stop is recorded")
+
+
+@search_app.command("list")
+def search_list(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Every run of the lab with its status and progress.
+
+    Example: star search list --json
+    """
+    from star.db import repo
+    from star.search import store
+
+    db = _open_db(_settings(config))
+    with db.session_scope(readonly=True) as s:
+        rows = [dict(store.run_summary(s, r)) for r in repo.list_runs(s)
+                if "search" in (r.config or {})]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "run", "status", "generations", "candidates", "jobs done/all",
+                  "last heard from")
+    for r in rows:
+        told = sum(1 for g in r["generations"] if g["told"])
+        jobs = r["jobs"]
+        done = sum(jobs.get(k, 0) for k in ("done", "failed", "cancelled"))
+        status = (r["status"] or "-") + (f" ({r['status_reason']})" if r["status_reason"]
+                                         else "")
+        table.add_row(str(r["id"]), r["run"], status, f"{told}/{r['generations_planned']}",
+                      str(r["candidates"]), f"{done}/{sum(jobs.values())}",
+                      (r["heartbeat_at"] or "-")[:19])
+    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@search_app.command("delete")
+def search_delete(
+    run: RunArg,
+    config: ConfigOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+) -> None:
+    """Delete a run and what it made: candidates, their jobs, measurements and GGUF files.
+
+    A running run is refused (stop it first). Example: star search delete old-run --yes
+    """
+    from star.db import repo
+    from star.db.errors import ConflictError, NotFoundError
+    from star.db.store import ArtifactStore
+    from star.search import store
+
+    settings = _settings(config)
+    db = _open_db(settings)
+    try:
+        with db.session_scope(readonly=True) as s:
+            snap = store.resolve_run(s, run)
+    except NotFoundError as exc:
+        fail(f"RUN: {exc}")
+    if not yes and not typer.confirm(f"delete run {snap.name!r} (id {snap.id}) and its "
+                                     "measurements?"):
+        raise typer.Exit(1)
+    try:
+        with db.session_scope() as s:
+            counts = repo.delete_run(s, run_id=snap.id)
+    except ConflictError as exc:
+        fail(f"RUN: {exc}", code=1)
+    artifacts = ArtifactStore(settings.store_dir)
+    for relative in counts.pop("paths"):
+        artifacts.resolve(relative).unlink(missing_ok=True)
+    typer.echo(f"deleted run {snap.name!r}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
 @search_app.command("status")
@@ -190,7 +353,10 @@ def search_status(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
-    """A run's status, generations (phase, feasible counts) and its jobs by state."""
+    """A run's status, generations (phase, feasible counts) and its jobs by state.
+
+    Example: star search status s24-run --json
+    """
     from star.db.errors import NotFoundError
     from star.search import store
 
@@ -233,7 +399,10 @@ def frontier(
     x: Annotated[str | None, typer.Option("--x", help="objective on the plot's x axis")] = None,
     y: Annotated[str | None, typer.Option("--y", help="objective on the plot's y axis")] = None,
 ) -> None:
-    """The Pareto frontier of a run, computed from its stored rows (table, JSON, plot)."""
+    """The Pareto frontier of a run, computed from its stored rows (table, JSON, plot).
+
+    Example: star frontier s24-run --device android:s24 --plot frontier.png
+    """
     from star.db.errors import NotFoundError
     from star.search.frontier import FrontierError, plot_frontier, run_frontier
 
@@ -252,16 +421,35 @@ def frontier(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    from star.report.strip import layer_pattern, mix_summary
+    from star.search.objectives import describe
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     where = f" on {report.device}" if report.device else ""
-    feasible = sum(p.feasible for p in report.points)
-    console.print(f"run [bold]{report.run}[/]{where}: {len(report.points)} candidates, "
-                  f"{feasible} feasible, {len(report.front)} on the frontier")
-    table = Table("candidate", "genome", "gen", "arch", *report.objectives)
-    for p in sorted(report.front, key=lambda p: [p.values[o] or 0.0 for o in report.objectives]):
-        table.add_row(str(p.candidate_id), p.genome_id[:12], str(p.generation), p.arch or "",
-                      *(_fmt(p.values[o]) for o in report.objectives))
+    asked = [p for p in report.points if p.role != "baseline"]
+    feasible = sum(p.feasible for p in asked)
+    console.print(f"run [bold]{report.run}[/]{where}: {len(asked)} candidates, {feasible} "
+                  f"feasible, {len(report.front)} on the frontier (measured figures only)")
+    specs = _deploy_specs(db, report)
+    table = Table("id", "architecture", "layers", "gen",
+                  *(describe(o, with_device=False) for o in report.objectives),
+                  caption="layers: A attention, W sliding window, C short conv, S SSM, "
+                          "L linear attention; device figures at each candidate's better "
+                          "flash-attention setting")
+    rows = sorted(report.front, key=lambda p: [p.values[o] or 0.0 for o in report.objectives])
+    baselines = [p for p in report.points if p.role == "baseline"]
+    for p in [*rows, *baselines]:
+        spec = specs.get(p.candidate_id)
+        name = f"{p.arch or '?'} · {mix_summary(spec) if spec else ''} · {p.genome_id[:8]}"
+        if p.role == "baseline":
+            name = f"[bold]baseline {p.label}[/] · {name}"
+        table.add_row(str(p.candidate_id), name, layer_pattern(spec) if spec else "",
+                      "-" if p.generation is None else str(p.generation),
+                      *(_fmt(p.values[o]) + ("*" if o in p.estimated else "")
+                        for o in report.objectives))
     console.print(table)
+    if any(p.estimated for p in baselines):
+        console.print("* estimated from the screening contexts (not confirmed)")
     if plot is not None:
         console.print(f"plot: {plot}")
 
@@ -269,4 +457,15 @@ def frontier(
 def _fmt(v: float | None) -> str:
     if v is None:
         return "-"
+    if v == float("inf"):
+        return "OOM"
     return f"{v:.4g}"
+
+
+def _deploy_specs(db: Any, report: Any) -> dict[int, Any]:
+    """The stored deployment-scale arch spec of each candidate shown (for its layer strip)."""
+    from star.db import repo
+
+    with db.session_scope(readonly=True) as s:
+        return {c.id: (c.arch_spec or {}).get("deploy")
+                for c in repo.list_candidates(s, run_id=report.run_id)}

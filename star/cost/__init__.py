@@ -11,14 +11,15 @@ from dataclasses import asdict, dataclass
 from star.cost.flops import decode_flops, prefill_flops
 from star.cost.memory import kv_bytes, kv_bytes_per_token, state_bytes, weight_bytes
 from star.cost.params import ParamCounts, count_params, tensors
-from star.cost.quant import Quant, storage_type
+from star.cost.quant import Quant, StorageType, StoredTensor, storage_type, stored_tensors
 from star.cost.roofline import DeviceRoofline, decode_seconds, ttft_seconds
 from star.genome.spec import ArchSpec
 
 __all__ = [
-    "CostReport", "DeviceRoofline", "ParamCounts", "Quant", "analyze", "count_params",
-    "decode_flops", "decode_seconds", "kv_bytes", "kv_bytes_per_token", "prefill_flops",
-    "state_bytes", "storage_type", "tensors", "ttft_seconds", "weight_bytes",
+    "CostReport", "DeviceRoofline", "ParamCounts", "Quant", "StorageType", "StoredTensor",
+    "analyze", "count_params", "decode_flops", "decode_seconds", "kv_bytes", "kv_bytes_per_token",
+    "prefill_flops", "state_bytes", "storage_type", "stored_tensors", "tensors", "ttft_seconds",
+    "weight_bytes",
 ]
 
 
@@ -31,7 +32,7 @@ class CostReport:
     non_embedding_params: int
     active_params: int
     stored_params: int
-    weight_bytes: dict[str, int]
+    weight_bytes: dict[str, int]  # per offered Quant value; a type the spec cannot take is absent
     kv_bytes_per_token: float
     kv_bytes: dict[int, float]  # KV-cache bytes holding C tokens (windows respected)
     cache_bytes_per_element: float
@@ -58,7 +59,7 @@ def analyze(spec: ArchSpec, *, cache_bytes_per_element: float = 2,
         non_embedding_params=counts.non_embedding,
         active_params=counts.active,
         stored_params=counts.stored,
-        weight_bytes={q.value: weight_bytes(spec, q) for q in Quant},
+        weight_bytes=_weight_bytes_per_quant(spec),
         kv_bytes_per_token=kv_bytes_per_token(spec, cache_bytes_per_element),
         kv_bytes={c: kv_bytes(spec, c, cache_bytes_per_element) for c in contexts},
         cache_bytes_per_element=cache_bytes_per_element,
@@ -68,3 +69,17 @@ def analyze(spec: ArchSpec, *, cache_bytes_per_element: float = 2,
         prefill_flops={c: prefill_flops(spec, c) for c in contexts},
         decode_flops={c: decode_flops(spec, c) for c in contexts},
     )
+
+
+def _weight_bytes_per_quant(spec: ArchSpec) -> dict[str, int]:
+    """Weight bytes in every offered type; one llama-quantize would refuse (Q1_0 on rows that
+    are not multiples of 128) is left out rather than guessed."""
+    from star.export import UnsupportedQuant
+
+    out: dict[str, int] = {}
+    for q in Quant:
+        try:
+            out[q.value] = weight_bytes(spec, q)
+        except UnsupportedQuant:
+            continue
+    return out

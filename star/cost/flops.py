@@ -8,8 +8,6 @@ plus a scan of about 5 x H x P x N, linear attention 4 x H x hd^2.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from star.cost.params import tensors
 from star.genome.spec import ArchSpec, AttentionSpec, LinearAttentionSpec, ShortConvSpec, SSMSpec
 
@@ -28,54 +26,50 @@ def matmul_params_per_token(spec: ArchSpec) -> float:
     return total
 
 
-def _visible_sum(context: int, window: int) -> float:
+def visible_keys(context: int, window: int) -> float:
     """Sum over positions t < context of the keys visible at t: min(t + 1, window)."""
     if not window or window >= context:
         return context * (context + 1) / 2
     return window * (window + 1) / 2 + (context - window) * window
 
 
-def _mixing_flops(spec: ArchSpec, n_tokens: int, keys: float) -> float:
-    """Token-mixing FLOPs of ``n_tokens`` tokens that see ``keys`` attention keys in total
-    (per layer without a window; windowed layers are handled by the callers)."""
-    total = 0.0
+# The kinds of work a prompt's FLOPs split into (each runs at its own efficiency on a device).
+KINDS = ("matmul", "attention", "swa", "shortconv", "ssm", "linear_attention")
+
+
+def prefill_flops_by_kind(spec: ArchSpec, context: int) -> dict[str, float]:
+    """FLOPs to process a prompt of ``context`` tokens, by kind of work (``KINDS``); a
+    sliding-window layer counts as ``swa`` only where its window is below the context."""
+    parts = dict.fromkeys(KINDS, 0.0)
+    parts["matmul"] = 2 * matmul_params_per_token(spec) * context
     d = spec.d_model
     for layer in spec.layers:
         m = layer.mixer
         if isinstance(m, AttentionSpec):
-            total += 4 * m.n_heads * m.head_dim * keys
+            kind = "swa" if m.window and m.window < context else "attention"
+            parts[kind] += 4 * m.n_heads * m.head_dim * visible_keys(context, m.window)
         elif isinstance(m, ShortConvSpec):
-            total += n_tokens * (2 * m.kernel * d + 2 * d)
+            parts["shortconv"] += context * (2 * m.kernel * d + 2 * d)
         elif isinstance(m, SSMSpec):
-            total += n_tokens * (2 * m.conv_kernel * m.conv_dim + 5 * m.d_inner * m.state)
+            parts["ssm"] += context * (2 * m.conv_kernel * m.conv_dim + 5 * m.d_inner * m.state)
         elif isinstance(m, LinearAttentionSpec):
-            total += n_tokens * 4 * m.n_heads * m.head_dim * m.head_dim
-    return total
-
-
-def _without_attention(spec: ArchSpec) -> ArchSpec:
-    layers = tuple(ly for ly in spec.layers if not isinstance(ly.mixer, AttentionSpec))
-    return replace(spec, layers=layers)
+            parts["linear_attention"] += context * 4 * m.n_heads * m.head_dim * m.head_dim
+    return parts
 
 
 def prefill_flops(spec: ArchSpec, context: int) -> float:
     """FLOPs to process a prompt of ``context`` tokens."""
-    total = 2 * matmul_params_per_token(spec) * context
-    for layer in spec.layers:
-        m = layer.mixer
-        if isinstance(m, AttentionSpec):
-            total += 4 * m.n_heads * m.head_dim * _visible_sum(context, m.window)
-    no_attn = _without_attention(spec)
-    return total + _mixing_flops(no_attn, context, 0)
+    return sum(prefill_flops_by_kind(spec, context).values())
 
 
 def decode_flops(spec: ArchSpec, depth: int) -> float:
-    """FLOPs to generate one token with ``depth`` tokens already in context."""
-    total = 2 * matmul_params_per_token(spec)
+    """FLOPs to generate one token with ``depth`` tokens already in context: the prompt's FLOPs
+    of one token, with each attention layer seeing ``depth + 1`` keys (its window at most)."""
+    parts = prefill_flops_by_kind(spec, 1)
+    total = sum(v for k, v in parts.items() if k not in ("attention", "swa"))
     for layer in spec.layers:
         m = layer.mixer
         if isinstance(m, AttentionSpec):
             keys = min(depth + 1, m.window) if m.window else depth + 1
             total += 4 * m.n_heads * m.head_dim * keys
-    no_attn = _without_attention(spec)
-    return total + _mixing_flops(no_attn, 1, 0)
+    return total

@@ -9,16 +9,16 @@ state in F32.
 
 from __future__ import annotations
 
-from star.cost.params import tensors
-from star.cost.quant import Quant, storage_type
+from star.cost.quant import Quant, stored_tensors
 from star.genome.spec import ArchSpec, AttentionSpec, LinearAttentionSpec, ShortConvSpec, SSMSpec
 
 STATE_BYTES_PER_ELEMENT = 4  # llama.cpp's recurrent-state cache (r_l / s_l) is F32
 
 
-def weight_bytes(spec: ArchSpec, quant: Quant) -> int:
-    """Bytes of all tensors as stored in a GGUF file (shared weights counted per copy)."""
-    return sum(storage_type(t.name, t.shape, quant).nbytes(t.shape) for t in tensors(spec))
+def weight_bytes(spec: ArchSpec, quant: Quant | str) -> int:
+    """Tensor bytes of the GGUF file exported in ``quant`` (shared weights counted per copy;
+    every tensor typed as llama-quantize types it: a tied head at Q6_K, mixtures' bumps)."""
+    return sum(t.nbytes for t in stored_tensors(spec, quant))
 
 
 def kv_bytes_per_token(spec: ArchSpec, bytes_per_element: float = 2) -> float:

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from star.cost.flops import decode_flops, prefill_flops
 from star.cost.memory import kv_bytes, state_bytes
-from star.cost.params import tensors
-from star.cost.quant import Quant, storage_type
+from star.cost.quant import Quant, source_tensors, stored_tensors
 from star.genome.spec import ArchSpec
 
 
@@ -25,15 +24,16 @@ class DeviceRoofline:
     flops: float
 
 
-def active_weight_bytes(spec: ArchSpec, quant: Quant) -> float:
+def active_weight_bytes(spec: ArchSpec, quant: Quant | str) -> float:
     """Weight bytes read per decoded token: active experts only, the head, no embedding rows."""
+    sources = source_tensors(spec)
     total = 0.0
-    for t in tensors(spec):
-        nbytes = storage_type(t.name, t.shape, quant).nbytes(t.shape)
-        if t.name == "embed.weight":
-            total += nbytes if spec.tie_embeddings else 0.0
+    for t in stored_tensors(spec, quant):
+        src = sources.get(t.source)
+        if t.source == "embed.weight":
+            total += t.nbytes if spec.tie_embeddings else 0.0
             continue
-        total += nbytes * t.active_fraction
+        total += t.nbytes * (src.active_fraction if src is not None else 1.0)
     return total
 
 

@@ -62,6 +62,30 @@ class JobState(enum.StrEnum):
         return self is JobState.LEASED
 
 
+class RunStatus(enum.StrEnum):
+    """Lifecycle of a search run (``star.db.repo.lifecycle`` is the only writer).
+
+    running -> done | failed | stopped | suspended; stopped, failed and suspended runs continue
+    (running again) by deterministic replay."""
+
+    RUNNING = "running"  # an engine drives it (heartbeat_at says when it was last heard from)
+    SUSPENDED = "suspended"  # its coordinator shut down: the next coordinator continues it
+    STOPPED = "stopped"  # a user (or a generation limit) stopped it: a user resumes it
+    DONE = "done"
+    FAILED = "failed"  # an error stopped the engine; the reason is kept; a user resumes it
+
+    def is_finished(self) -> bool:
+        return self is RunStatus.DONE
+
+    def is_adoptable(self) -> bool:
+        """Any coordinator may continue it without being asked (see ``lifecycle.orphaned``)."""
+        return self is RunStatus.SUSPENDED
+
+    def is_resumable(self) -> bool:
+        """A user may continue it (``star search resume``, ``POST /runs/{id}/resume``)."""
+        return self in (RunStatus.STOPPED, RunStatus.FAILED, RunStatus.SUSPENDED)
+
+
 class CandidateRole(enum.StrEnum):
     """What a candidate row is in its run."""
 
@@ -122,6 +146,14 @@ class Run(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     seed: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.current_timestamp())
+    # revision 0004: the lifecycle (written only by star.db.repo.lifecycle)
+    status: Mapped[str | None] = mapped_column(String(16))  # RunStatus; NULL: not a search
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(160))  # the engine: host:pid:nonce
+    driver: Mapped[str | None] = mapped_column(String(16))  # cli | coordinator
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)  # database clock
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                 server_default=false())
 
 
 class Generation(Base):
@@ -171,6 +203,20 @@ class Artifact(Base):
     # Relative to the artifact store; resolved and checked to stay inside it on every use.
     path: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.current_timestamp())
+
+
+class CandidateArtifact(Base):
+    """A deployment file of a candidate (revision 0005). Artifacts are content-addressed, so
+    one file may belong to candidates of several runs (the same genome, the same seed)."""
+
+    __tablename__ = "candidate_artifacts"
+
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True
+    )
+    artifact_id: Mapped[int] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class Job(Base):

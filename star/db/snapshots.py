@@ -61,10 +61,19 @@ class RunSnapshot:
     config: dict[str, Any]
     seed: int | None
     created_at: datetime | None
+    status: m.RunStatus | None = None
+    status_reason: str | None = None
+    owner: str | None = None
+    driver: str | None = None
+    heartbeat_at: datetime | None = None
+    stop_requested: bool = False
 
     @classmethod
     def of(cls, row: m.Run) -> RunSnapshot:
-        return cls(row.id, row.name, dict(row.config or {}), row.seed, _utc(row.created_at))
+        return cls(row.id, row.name, dict(row.config or {}), row.seed, _utc(row.created_at),
+                   status=m.RunStatus(row.status) if row.status else None,
+                   status_reason=row.status_reason, owner=row.owner, driver=row.driver,
+                   heartbeat_at=_utc(row.heartbeat_at), stop_requested=bool(row.stop_requested))
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,39 @@ TRANSFORMS: dict[str, Transform] = {
     "zeros_null_qkv": _zeros_null_qkv,
     "zeros_null_out": _zeros_null_out,
 }
+Shape = tuple[int, ...]
+ShapeRule = Callable[[Shape | None, Ctx], Shape]
+
+
+def _moe_experts(ctx: Ctx) -> int:
+    channel = ctx["layer"].channel
+    assert isinstance(channel, MoESpec)
+    return channel.n_experts
+
+
+def _known(shape: Shape | None) -> Shape:
+    assert shape is not None
+    return shape
+
+
+# The numpy shape each transform produces from its input's shape: the layout without the data
+# (``star.export.layout``; tests check it against ``plan_tensors`` for every target).
+SHAPES: dict[str, ShapeRule] = {
+    "copy": lambda s, ctx: _known(s),
+    "squeeze_conv": lambda s, ctx: (_known(s)[0], _known(s)[2]),
+    "permute_q": lambda s, ctx: _known(s),
+    "permute_k": lambda s, ctx: _known(s),
+    "neg_exp_column": lambda s, ctx: (_known(s)[0], 1),
+    "column": lambda s, ctx: (_known(s)[0], 1),
+    "group_rows": lambda s, ctx: (ctx["layer"].mixer.n_groups,
+                                  _known(s)[0] // ctx["layer"].mixer.n_groups),
+    "expert_bias_or_zeros": lambda s, ctx: s if s is not None else (_moe_experts(ctx),),
+    "ones_d_model": lambda s, ctx: (ctx["spec"].d_model,),
+    "zeros_null_qkv": lambda s, ctx: (N.NULL_ATTENTION_HEAD_DIM, ctx["spec"].d_model),
+    "zeros_null_out": lambda s, ctx: (ctx["spec"].d_model, N.NULL_ATTENTION_HEAD_DIM),
+}
+
+
 OPTIONAL_SOURCE = frozenset(
     {"expert_bias_or_zeros", "ones_d_model", "zeros_null_qkv", "zeros_null_out"}
 )
@@ -159,18 +192,25 @@ def to_numpy_state(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
-def plan_tensors(
-    spec: ArchSpec, target: Target, state: Mapping[str, np.ndarray]
-) -> list[PlannedTensor]:
-    """The GGUF tensors of ``spec`` exported as ``target``, in file order.
+@dataclass(frozen=True)
+class Slot:
+    """One GGUF tensor of an export before any data: where it comes from and how."""
 
-    Raises ``ExportValidationError`` for a missing parameter or one the table does not consume
-    (a state dict that does not belong to ``spec``).
+    name: str  # GGUF name
+    source: str  # our parameter (for a rule without one: the component prefix)
+    transform: str  # key of TRANSFORMS / SHAPES
+    has_source: bool  # False for rules that synthesise their tensor (no parameter behind it)
+    ctx: Ctx
+
+
+def slots(spec: ArchSpec, target: Target) -> list[Slot]:
+    """The GGUF tensors of ``spec`` exported as ``target``, in file order, from the table alone.
+
+    Raises ``ExportValidationError`` when a layer needs a component the target has no rules for.
     """
     table = N.TENSOR_TABLE[target.name]
     mixer_bid, channel_bid, _ = block_layout(spec, target)
-    used: set[str] = set()
-    planned: list[PlannedTensor] = []
+    out: list[Slot] = []
 
     def emit(component: str, prefix: str, bid: int | None, ctx: Ctx) -> None:
         if component not in table:
@@ -181,20 +221,8 @@ def plan_tensors(
             source = prefix + rule.source
             if source == "lm_head.weight" and spec.tie_embeddings:
                 continue
-            value = state.get(source) if rule.source else None
-            if value is None and rule.transform not in OPTIONAL_SOURCE:
-                raise ExportValidationError(source, "missing from the state dict")
-            if value is not None:
-                used.add(source)
-            data = TRANSFORMS[rule.transform](value, {**ctx, "source": source})
-            name = rule.gguf.format(bid=bid)
-            planned.append(
-                PlannedTensor(
-                    name,
-                    np.ascontiguousarray(data, dtype=np.float32),
-                    source if value is not None else "",
-                )
-            )
+            out.append(Slot(rule.gguf.format(bid=bid), source, rule.transform,
+                            bool(rule.source), {**ctx, "source": source}))
 
     emit("model", "", None, {"spec": spec})
     if "null_attention" in table:
@@ -212,6 +240,38 @@ def plan_tensors(
         if channel is not None:
             emit("ffn_norm", N.COMPONENT_PREFIX["ffn_norm"].format(**fmt), channel_bid[i], ctx)
             emit(channel, N.COMPONENT_PREFIX[channel].format(**fmt), channel_bid[i], ctx)
+    return out
+
+
+def slot_shape(slot: Slot, source_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    """ggml shape of a slot's tensor from its parameter's torch shape (None: no parameter)."""
+    return tuple(reversed(SHAPES[slot.transform](source_shape, slot.ctx)))
+
+
+def plan_tensors(
+    spec: ArchSpec, target: Target, state: Mapping[str, np.ndarray]
+) -> list[PlannedTensor]:
+    """The GGUF tensors of ``spec`` exported as ``target``, in file order, with their data.
+
+    Raises ``ExportValidationError`` for a missing parameter or one the table does not consume
+    (a state dict that does not belong to ``spec``).
+    """
+    used: set[str] = set()
+    planned: list[PlannedTensor] = []
+    for slot in slots(spec, target):
+        value = state.get(slot.source) if slot.has_source else None
+        if value is None and slot.transform not in OPTIONAL_SOURCE:
+            raise ExportValidationError(slot.source, "missing from the state dict")
+        if value is not None:
+            used.add(slot.source)
+        data = TRANSFORMS[slot.transform](value, slot.ctx)
+        planned.append(
+            PlannedTensor(
+                slot.name,
+                np.ascontiguousarray(data, dtype=np.float32),
+                slot.source if value is not None else "",
+            )
+        )
 
     # Shared mixers appear under every sharing layer's name in state_dict(); the owner's copy is
     # the one exported, so the others are "used" too.

@@ -17,7 +17,8 @@ from gguf import GGMLQuantizationType, GGUFValueType
 from star.export import names as N
 from star.export.errors import ExportValidationError
 from star.export.metadata import EXPERT_GATING_SIGMOID, Metadata
-from star.export.quant import KEEP_F32_FRAGMENTS, Quant, quant_type_for
+from star.export.mixture import KEEP_F32_FRAGMENTS, QuantModel, tensor_types
+from star.export.quant import Quant
 
 Shape = tuple[int, ...]
 F32_NAMES = KEEP_F32_FRAGMENTS + (".bias", "ssm_a", "ssm_d")
@@ -255,10 +256,14 @@ def validate_tensors(
     *,
     quant: Quant,
 ) -> None:
-    """Exact tensor set: names, ggml shapes and storage types, against the metadata."""
+    """Exact tensor set: names, ggml shapes and storage types, against the metadata.
+
+    Types must be those ``star.export.mixture`` gives the whole set in ``quant`` (llama-quantize's
+    mixture for quantized types); ``UnsupportedQuant`` where the tool would abort.
+    """
     expected, optional = expected_tensors(arch, meta)
     seen: set[str] = set()
-    for name, shape, qtype in tensors:
+    for name, shape, _ in tensors:
         if name in seen:
             raise ExportValidationError(name, "tensor written twice")
         seen.add(name)
@@ -271,10 +276,14 @@ def validate_tensors(
             raise ExportValidationError(
                 name, f"ggml shape {tuple(shape)} but the metadata requires {expected[name]}"
             )
-        want = quant_type_for(name, shape, quant)
-        if qtype != want:
-            raise ExportValidationError(name, f"stored as {qtype.name}, the rule says {want.name}")
-        if any(f in name for f in F32_NAMES) and qtype != GGMLQuantizationType.F32:
-            raise ExportValidationError(name, "must be stored as F32")
     for name in sorted(expected.keys() - seen - optional):
         raise ExportValidationError(name, f"required by {arch} but not planned")
+    model = QuantModel.from_metadata(arch, meta)
+    rule = tensor_types([(name, tuple(shape)) for name, shape, _ in tensors], quant, model)
+    for name, _, qtype in tensors:
+        if qtype != rule[name]:
+            raise ExportValidationError(
+                name, f"stored as {qtype.name}, the {quant.value} rule says {rule[name].name}"
+            )
+        if any(f in name for f in F32_NAMES) and qtype != GGMLQuantizationType.F32:
+            raise ExportValidationError(name, "must be stored as F32")

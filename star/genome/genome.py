@@ -20,8 +20,6 @@ back gives derived names such as ``shortconv_swiglu``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +27,9 @@ from typing import Any
 
 import yaml
 
+from star.genome import identity
 from star.genome.encoding import (
     CHANNEL_MIXERS,
-    ENCODING_VERSION,
     FEATURIZER_GENES,
     MAX_LAYERS,
     MAX_OPERATORS,
@@ -107,10 +105,7 @@ class Genome:
     @property
     def genome_id(self) -> str:
         """sha256 of the canonical JSON of the vector (names are not part of identity)."""
-        canonical = json.dumps(
-            {"encoding": ENCODING_VERSION, "genes": list(self.genes)}, separators=(",", ":")
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return identity.genome_id(self.genes)
 
     def operator_names(self) -> list[str]:
         names: list[str] = []

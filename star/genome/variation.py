@@ -7,16 +7,18 @@ genes (vocabulary, numerics, context) are never mutated.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 
 import numpy as np
 
 from star.genome.encoding import (
+    CHANNEL_FEATURES,
     CHANNEL_MIXERS,
     FEATURIZER_GENES,
     MAX_LAYERS,
     MAX_OPERATORS,
+    MIXER_FEATURES,
     MODEL_GENES,
     NORMS,
     TOKEN_MIXERS,
@@ -88,22 +90,66 @@ def mutate_backbone(data: GenomeData, rng: np.random.Generator,
 def mutate_operator(data: GenomeData, rng: np.random.Generator,
                     allowed_mixers: Sequence[int] | None = None,
                     allowed_channels: Sequence[int] | None = None) -> None:
-    """Change the class of one operator in use: its token mixer, channel mixer or norm."""
-    k = int(rng.choice(sorted(set(data.layers))))
+    """Change the class of one operator in use (its token mixer, channel mixer or norm), or
+    replace one token-mixer class by another in every operator that uses it.
+
+    The class-wide swap is the family move: "every short conv becomes an SSM block" turns an
+    LFM2 into a granitehybrid-shaped genome even when its convs are several operator genomes
+    (the runtime fit then makes the new family's shapes consistent)."""
+    used = sorted(set(data.layers))
+    k = int(rng.choice(used))
     op = data.operators[k]
-    what = int(rng.integers(3))
-    if what == 0:
+    what = int(rng.integers(4))
+    if what in (0, 3):
         pool = allowed_mixers if allowed_mixers is not None else range(len(TOKEN_MIXERS))
         pool = [x for x in pool if x != op.token_mixer]
         if pool:
-            op.token_mixer = int(rng.choice(pool))
+            new = int(rng.choice(pool))
+            same = [data.operators[j] for j in used
+                    if data.operators[j].token_mixer == op.token_mixer] if what == 3 else [op]
+            donor = _donor(data, used, lambda o: o.token_mixer == new)
+            for other in same:
+                before = other.active_features()
+                other.token_mixer = new
+                _adopt(other, donor, MIXER_FEATURES[other.mixer], before,
+                       data.model["d_model"])
     elif what == 1:
         pool = allowed_channels if allowed_channels is not None else range(len(CHANNEL_MIXERS))
         pool = [x for x in pool if x != op.channel_mixer]
         if pool:
-            op.channel_mixer = int(rng.choice(pool))
+            new = int(rng.choice(pool))
+            donor = _donor(data, used, lambda o: o.channel_mixer == new)
+            before = op.active_features()
+            op.channel_mixer = new
+            _adopt(op, donor, CHANNEL_FEATURES[op.channel], before, data.model["d_model"])
     else:
         op.norm = (op.norm + 1) % len(NORMS)
+
+
+def _donor(data: GenomeData, used: Sequence[int],
+           has: Callable[[OperatorGenes], bool]) -> OperatorGenes | None:
+    """The first operator in use that already has the class a mutation introduces."""
+    return next((data.operators[j] for j in used if has(data.operators[j])), None)
+
+
+def _adopt(op: OperatorGenes, donor: OperatorGenes | None, names: Sequence[str],
+           was_active: Sequence[str], d_model_units: int) -> None:
+    """Give an operator that changed class the shape of its new class: the donor's genes (an
+    operator of that class already in the genome), else, for genes the old class did not use,
+    sizes in proportion to the model (64-wide heads; attention and linear attention q width =
+    d_model, SSM d_inner = 2 * d_model as in Mamba-2; FFN width 8/3 * d_model)."""
+    if donor is not None:
+        for name in names:
+            op.featurizer[name] = donor.featurizer[name]
+        return
+    f = op.featurizer
+    expand = {"attention": 1, "swa": 1, "linear_attention": 1, "ssm": 2}.get(op.mixer.value)
+    if expand is not None and "heads" in names and "heads" not in was_active:
+        f["head_dim"] = 8  # 64
+        f["heads"] = min(expand * d_model_units, _FEATURE["heads"].high)
+        f["kv_heads"] = max(1, f["heads"] // 2)
+    if "ffn_dim" in names and "ffn_dim" not in was_active:
+        f["ffn_dim"] = min(-(-8 * d_model_units // 3), _FEATURE["ffn_dim"].high)
 
 
 def mutate_featurizer(data: GenomeData, rng: np.random.Generator,

@@ -15,15 +15,20 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import Path as PathParam
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import get_dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from device_agents.protocol import MAX_ID, MAX_OFFSET
 from star.config import LabSettings
 from star.db import Database, repo
 from star.db.snapshots import DeviceSnapshot
 from star.db.store import ArtifactStore
+from star.lab.openapi import route_errors
 
 bearer = HTTPBearer(auto_error=False, description="the admin token or a device token")
 
@@ -64,13 +69,6 @@ def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-class TxRoute(APIRoute):
-    """A route whose sync endpoint commits the request's session before it returns."""
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        if not inspect.iscoroutinefunction(endpoint):
-            endpoint = _committing(endpoint)
-        super().__init__(path, endpoint, **kwargs)
 
 
 DatabaseDep = Annotated[Database, Depends(get_db)]
@@ -122,7 +120,8 @@ class TokenCache:
             self._entries.clear()
 
 
-def _device(request: Request, db: Database, token: str) -> DeviceSnapshot | None:
+def device_of_token(request: Request, db: Database, token: str) -> DeviceSnapshot | None:
+    """The device a token belongs to (None: unknown or retired), via the token cache."""
     cache: TokenCache = request.app.state.token_cache
     digest = repo.hash_token(token)
     device = cache.get(digest)
@@ -141,7 +140,7 @@ def require_admin(request: Request, credentials: Credentials, db: DatabaseDep) -
         raise _unauthorized("an operator token is required (Authorization: Bearer ...)")
     if _is_admin(request, credentials.credentials):
         return
-    if _device(request, db, credentials.credentials) is not None:
+    if device_of_token(request, db, credentials.credentials) is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a device token cannot do this")
     raise _unauthorized("invalid token")
 
@@ -149,7 +148,7 @@ def require_admin(request: Request, credentials: Credentials, db: DatabaseDep) -
 def require_device(request: Request, credentials: Credentials, db: DatabaseDep) -> DeviceSnapshot:
     if credentials is None:
         raise _unauthorized("a device token is required (Authorization: Bearer ...)")
-    device = _device(request, db, credentials.credentials)
+    device = device_of_token(request, db, credentials.credentials)
     if device is None:
         raise _unauthorized("invalid or retired device token")
     return device
@@ -165,6 +164,56 @@ def require_admin_or_device(
         return None
     return require_device(request, credentials, db)
 
+
+def _calls(dependant: Dependant) -> set[Callable[..., Any]]:
+    found: set[Callable[..., Any]] = set()
+    for dep in dependant.dependencies:
+        if dep.call is not None:
+            found.add(dep.call)
+        found |= _calls(dep)
+    return found
+
+
+def _documented_errors(path: str, endpoint: Callable[..., Any],
+                       kwargs: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """The route's error responses for OpenAPI, from its dependencies and parameters; what the
+    route declares itself (``responses=``) wins."""
+    dependant = get_dependant(path=path, call=endpoint)
+    calls = _calls(dependant)
+    auth: tuple[int, ...] = ()
+    if require_admin in calls:
+        auth = (401, 403)
+    elif calls & {require_device, require_admin_or_device}:
+        auth = (401,)
+    body = bool(dependant.body_params) or "requestBody" in (kwargs.get("openapi_extra") or {})
+    params = bool(dependant.query_params or dependant.header_params)
+    derived = route_errors(auth=auth, path_params=bool(dependant.path_params), body=body,
+                           params=params)
+    return {**derived, **(kwargs.get("responses") or {})}
+
+
+class TxRoute(APIRoute):
+    """A route whose sync endpoint commits the request's session before it returns, and whose
+    OpenAPI operation lists every error it can answer (``star.lab.openapi.route_errors``)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        kwargs["responses"] = _documented_errors(path, endpoint, kwargs)
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _committing(endpoint)
+        super().__init__(path, endpoint, **kwargs)
+
+
+def id_path(what: str) -> Any:
+    """A row id in the path: 1..MAX_ID (an INTEGER column), else a 422 naming it."""
+    return PathParam(ge=1, le=MAX_ID, description=f"the {what}'s id (1..{MAX_ID})")
+
+
+def id_query(what: str) -> Any:
+    """An optional row id filter: 1..MAX_ID, else a 422 naming it."""
+    return Query(ge=1, le=MAX_ID, description=f"only rows of this {what} (id 1..{MAX_ID})")
+
+
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip (paging)")]
 
 AdminDep = Annotated[None, Depends(require_admin)]
 AgentDep = Annotated[DeviceSnapshot, Depends(require_device)]

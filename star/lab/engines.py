@@ -1,17 +1,19 @@
 """Search engines driven by a coordinator process: launch, stop at shutdown, adopt orphans.
 
 A run launched through the REST API (``POST /runs``, ``POST /runs/{id}/resume``) is driven by an
-engine thread of a coordinator (``Run.config["engine"]["driver"] == "coordinator"``). Such a run
-must outlive the process that drives it, so ``EngineSupervisor``:
+engine thread of a coordinator (``runs.driver == "coordinator"``). Such a run must outlive the
+process that drives it, so ``EngineSupervisor``:
 
-- on shutdown asks its engines to stop at their next phase boundary (``SHUTDOWN`` is the
-  recorded reason) and waits a bounded time; an engine still busy then dies with the process
-  and its heartbeat goes stale;
+- on shutdown asks its engines to stop at their next phase boundary (the run is then
+  ``suspended``) and waits a bounded time; an engine still busy then dies with the process and
+  its heartbeat goes stale;
 - every ``adopt_interval_s`` (and once at start) adopts the coordinator-driven runs nobody
-  drives: stopped for ``SHUTDOWN``, or still ``running`` while their engine is silent for
-  ``stale_after_s`` (or, on this host, its process is gone: a ``kill -9`` is noticed at once).
-  Adoption is a claim under the run's row lock, so two coordinators on one database never
-  both drive a run; the new engine replays the told generations and continues the open one.
+  drives (``star.db.repo.lifecycle.orphaned``: suspended, or still ``running`` while their
+  engine is silent for ``stale_after_s`` or, on this host, its process is gone: a ``kill -9``
+  is noticed at once), unless a stop was requested: such a run is stopped instead, so a stop
+  is never lost. Adoption is a claim under the run's row lock, so two coordinators on one
+  database never both drive a run; the new engine replays the told generations and continues
+  the open one.
 
 Runs driven from the CLI (``star search run|resume``) are never adopted: their user resumes them.
 """
@@ -24,17 +26,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from star.db import Database
-from star.db.models import Run
+from star.db import Database, repo
+from star.db.models import RunStatus
+from star.db.repo import lifecycle
+from star.db.repo.lifecycle import COORDINATOR as DRIVER
+from star.db.repo.lifecycle import SHUTDOWN as SHUTDOWN
 from star.db.session import db_now
+from star.db.snapshots import RunSnapshot
 from star.db.store import ArtifactStore
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN = "coordinator shut down"
-DRIVER = "coordinator"
 
 
 class EngineSupervisor:
@@ -62,6 +64,7 @@ class EngineSupervisor:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._adopter: threading.Thread | None = None
+        self.sweeps = 0  # adoption sweeps done (tests wait on it instead of sleeping)
 
     # ---- engines ------------------------------------------------------------------------------
 
@@ -107,89 +110,65 @@ class EngineSupervisor:
                 if self._threads.get(engine.run_id) is threading.current_thread():
                     del self._threads[engine.run_id]
 
-    def open_engine(self, run_id: int, *, force: bool = True) -> Any:
+    def open_engine(self, run_id: int, *, force: bool = True, resume: bool = False) -> Any:
+        """The engine of a stored run, for this process. ``resume``: a user asked for it (an
+        earlier stop request is cleared); adoption never clears one."""
         from star.search.engine import SearchEngine
 
         if self._engine_factory is not None:
             return self._engine_factory(self.db, self.artifacts, run_id, force=force,
-                                        **self.engine_kwargs())
-        return SearchEngine.open(self.db, self.artifacts, run_id, force=force,
+                                        resume=resume, **self.engine_kwargs())
+        return SearchEngine.open(self.db, self.artifacts, run_id, force=force, resume=resume,
                                  stale_after_s=self.stale_after_s, **self.engine_kwargs())
 
     # ---- adoption -----------------------------------------------------------------------------
 
-    def orphaned(self, config: dict[str, Any], now: datetime) -> bool:
-        """Whether a run with this ``Run.config`` is coordinator-driven and driven by nobody."""
-        from star.search.store import owner_is_dead
-
-        engine = config.get("engine") or {}
-        if "search" not in config or engine.get("driver") != DRIVER:
-            return False
-        status = config.get("status")
-        if status == "stopped":
-            return config.get("status_reason") == SHUTDOWN and not config.get("stop_requested")
-        if status != "running":
-            return False
-        if owner_is_dead(engine.get("owner")):
-            return True
-        beat = config.get("heartbeat_at")
-        if beat is None:
-            return True
-        return (now - datetime.fromisoformat(beat)).total_seconds() >= self.stale_after_s
+    def orphaned(self, run: RunSnapshot, now: datetime) -> bool:
+        """Whether ``run`` is coordinator-driven, driven by nobody and not asked to stop."""
+        return lifecycle.orphaned(run, now, self.stale_after_s)
 
     def claim(self, run_id: int, owner: str, *, resume: bool = False) -> bool:
-        """Take ``run_id`` over for ``owner`` if it is still orphaned - or, with ``resume``,
-        stopped or failed - checked again under the row lock, so one claimant wins; the claim
-        is a fresh heartbeat and the owner's mark."""
-        import copy
-
+        """Take ``run_id`` over for ``owner`` if it is still orphaned - or, with ``resume`` (a
+        user's request), resumable - checked again under the row lock, so one claimant wins."""
         with self.db.session_scope() as s:
-            row = s.scalars(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
-            if row is None:
-                return False
-            config = copy.deepcopy(dict(row.config or {}))
-            now = db_now(s)
-            resumable = resume and "search" in config and config.get("status") in (
-                "stopped", "failed")
-            if not (resumable or self.orphaned(config, now)):
-                return False
-            previous = (config.get("engine") or {}).get("owner")
-            config["engine"] = {"owner": owner, "driver": DRIVER, "adopted_from": previous}
-            config["heartbeat_at"] = now.isoformat()
-            config["status"] = "running"
-            row.config = config
-            s.flush()
-        return True
+            return lifecycle.claim(s, run_id=run_id, owner=owner,
+                                   stale_after_s=self.stale_after_s, resume_by_user=resume)
 
     def adopt_once(self) -> list[int]:
-        """Adopt every orphaned coordinator-driven run; returns the run ids now driven here."""
+        """Adopt every orphaned coordinator-driven run; returns the run ids now driven here.
+        A run whose engine is gone while a stop was requested is settled as stopped."""
         if self._stopping.is_set():
             return []
         with self.db.session_scope(readonly=True) as s:
             now = db_now(s)
-            rows = [(r.id, dict(r.config or {})) for r in s.scalars(select(Run))]
+            runs = repo.list_runs(s)
         adopted: list[int] = []
-        for run_id, config in rows:
-            if self.is_driving(run_id) or not self.orphaned(config, now):
+        for run in runs:
+            if self.is_driving(run.id):
+                continue
+            if run.stop_requested and run.driver == DRIVER:
+                with self.db.session_scope() as s:
+                    if lifecycle.settle(s, run_id=run.id, stale_after_s=self.stale_after_s):
+                        log.warning("run %s: its engine is gone and a stop was requested: "
+                                    "stopped", run.name)
+                continue
+            if not self.orphaned(run, now):
                 continue
             try:
-                engine = self.open_engine(run_id)  # no side effect before run()
+                engine = self.open_engine(run.id)  # no side effect before run()
             except Exception as exc:  # noqa: BLE001 - keep the others going; reason stored
-                log.exception("run %s: cannot adopt", run_id)
-                if self.claim(run_id, f"failed-adoption:{id(self)}"):
-                    self._give_up(run_id, f"adoption failed: {type(exc).__name__}: {exc}")
+                log.exception("run %s: cannot adopt", run.id)
+                if self.claim(run.id, f"failed-adoption:{id(self)}"):
+                    self._give_up(run.id, f"adoption failed: {type(exc).__name__}: {exc}")
                 continue
-            if self.claim(run_id, engine.owner) and self.launch(engine):
+            if self.claim(run.id, engine.owner) and self.launch(engine):
                 log.warning("run %s: adopted (its engine was gone)", engine.run_name)
-                adopted.append(run_id)
+                adopted.append(run.id)
         return adopted
 
     def _give_up(self, run_id: int, reason: str) -> None:
-        from star.search import store
-        from star.search.store import RunStatus
-
         with self.db.session_scope() as s:
-            store.set_status(s, run_id=run_id, status=RunStatus.FAILED, reason=reason[:2000])
+            lifecycle.finish(s, run_id=run_id, status=RunStatus.FAILED, reason=reason[:2000])
 
     def _adopt_loop(self) -> None:
         while True:
@@ -197,6 +176,7 @@ class EngineSupervisor:
                 self.adopt_once()
             except Exception:  # noqa: BLE001 - the database may be briefly away; try again
                 log.exception("adopting orphaned runs failed")
+            self.sweeps += 1
             if self._stopping.wait(self.adopt_interval_s):
                 return
 

@@ -146,15 +146,16 @@ def measurement_public(m: MeasurementSnapshot) -> MeasurementPublic:
         flagged_hot=m.flagged_hot,
         flagged_noisy=m.flagged_noisy,
         created_at=m.created_at,
+        tries=m.tries,
+        conditions=m.conditions,
     )
 
 
 def run_public(r: RunSnapshot) -> RunPublic:
-    config = r.config or {}
-    return RunPublic(id=r.id, name=r.name, config=config, seed=r.seed, created_at=r.created_at,
-                     status=config.get("status"), status_reason=config.get("status_reason"),
-                     driver=(config.get("engine") or {}).get("driver"),
-                     heartbeat_at=config.get("heartbeat_at"))
+    return RunPublic(id=r.id, name=r.name, config=r.config or {}, seed=r.seed,
+                     created_at=r.created_at, status=r.status.value if r.status else None,
+                     status_reason=r.status_reason, driver=r.driver,
+                     heartbeat_at=r.heartbeat_at, stop_requested=r.stop_requested)
 
 
 def candidate_public(c: CandidateSnapshot) -> CandidatePublic:

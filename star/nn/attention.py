@@ -37,6 +37,8 @@ class Attention(nn.Module):
             raise ValueError(f"n_heads {spec.n_heads} not a multiple of n_kv {spec.n_kv_heads}")
         self.spec = spec
         self.rope_theta = rope_theta
+        self._rope_key: tuple[object, ...] | None = None
+        self._rope_tables: tuple[torch.Tensor, torch.Tensor] = (torch.empty(0), torch.empty(0))
         self.q_proj = nn.Linear(d_model, spec.q_dim, bias=False, device=device, dtype=dtype)
         self.k_proj = nn.Linear(d_model, spec.kv_dim, bias=False, device=device, dtype=dtype)
         self.v_proj = nn.Linear(d_model, spec.kv_dim, bias=False, device=device, dtype=dtype)
@@ -44,6 +46,17 @@ class Attention(nn.Module):
         if spec.qk_norm:
             self.q_norm = RMSNorm(spec.head_dim, norm_eps, device=device, dtype=dtype)
             self.k_norm = RMSNorm(spec.head_dim, norm_eps, device=device, dtype=dtype)
+
+    def _rope(
+        self, pos: int, positions: torch.Tensor, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE tables, kept for the last (start, length, device, dtype): training asks for the
+        same ones every step, so they are computed once per run instead of once per step."""
+        key = (pos, len(positions), positions.device, dtype)
+        if self._rope_key != key:
+            self._rope_tables = rope_cos_sin(positions, self.spec.head_dim, self.rope_theta, dtype)
+            self._rope_key = key
+        return self._rope_tables
 
     def new_state(self, batch_size: int) -> KVCache:
         w = self.k_proj.weight
@@ -63,7 +76,7 @@ class Attention(nn.Module):
             q = self.q_norm(q)
             k = self.k_norm(k)
         positions = torch.arange(pos, pos + t, device=x.device)
-        cos, sin = rope_cos_sin(positions, spec.head_dim, self.rope_theta, q.dtype)
+        cos, sin = self._rope(pos, positions, q.dtype)
         q = apply_rope(q, cos, sin).transpose(1, 2)  # (B, H, T, hd)
         k = apply_rope(k, cos, sin).transpose(1, 2)  # (B, KV, T, hd)
         v = v.transpose(1, 2)  # (B, KV, T, hd)

@@ -105,10 +105,12 @@ class LinearAttention(nn.Module):
         k = feature_map(heads(self.k_proj(x)))
         v = heads(self.v_proj(x))
         start = state if state is not None else self.new_state(b)
-        if self.chunk > 0:
-            y, s, z = chunked_linear_attention(q, k, v, start.s, start.z, self.chunk)
-        else:
-            y, s, z = recurrent_linear_attention(q, k, v, start.s, start.z)
+        # The scan stays fp32 under autocast: decays compound over the sequence.
+        with torch.autocast(x.device.type, enabled=False):
+            if self.chunk > 0:
+                y, s, z = chunked_linear_attention(q, k, v, start.s, start.z, self.chunk)
+            else:
+                y, s, z = recurrent_linear_attention(q, k, v, start.s, start.z)
         if state is not None:
             state.s, state.z = s, z
         y = y.transpose(1, 2).reshape(b, t, h * hd).to(x.dtype)  # (B, T, H*hd)

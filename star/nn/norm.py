@@ -7,6 +7,7 @@ Both norms normalise in float32 and cast back before applying the weight, exactl
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from star.genome.spec import Norm
@@ -28,6 +29,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            # torch's fused kernel: the same float32 math in one pass (forward and backward),
+            # bit-identical here, about 2x faster than the four ops below on CPU
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         dtype = x.dtype
         xf = x.float()  # (..., C)
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)

@@ -59,8 +59,11 @@ class ShortConv(nn.Module):
         if state is not None:
             u_full = torch.cat((state.conv.to(u.dtype), u), dim=2)  # (B, d, L-1+T)
             state.conv = u_full[:, :, u_full.shape[2] - history :].clone()
+            v = F.conv1d(u_full, self.conv.weight, groups=self.d_model)  # (B, d, T)
         else:
-            u_full = F.pad(u, (history, 0))  # zero history = start of sequence
-        v = F.conv1d(u_full, self.conv.weight, groups=self.d_model)  # (B, d, T)
+            # zero history = start of sequence; the conv pads both ends, the first T outputs
+            # are the causal ones (no padded copy of u)
+            t = u.shape[2]
+            v = F.conv1d(u, self.conv.weight, padding=history, groups=self.d_model)[..., :t]
         y = (c_gate * v).transpose(1, 2)  # (B, T, d)
         return self.out_proj(y)

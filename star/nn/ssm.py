@@ -162,10 +162,12 @@ class SSM(nn.Module):
         dt = F.softplus(dt.float() + self.dt_bias.float())  # (B, T, H)
         a = -torch.exp(self.A_log.float())  # (H,)
         s0 = state.ssm if state is not None else self.new_state(bsz).ssm
-        if self.chunk > 0 and t > 1:
-            y, s1 = ssm_scan_chunked(xs, dt, a, bs, cs, s0, self.chunk)
-        else:
-            y, s1 = ssm_scan_sequential(xs, dt, a, bs, cs, s0)
+        # The scan stays fp32 under autocast: decays compound over the sequence.
+        with torch.autocast(x.device.type, enabled=False):
+            if self.chunk > 0 and t > 1:
+                y, s1 = ssm_scan_chunked(xs, dt, a, bs, cs, s0, self.chunk)
+            else:
+                y, s1 = ssm_scan_sequential(xs, dt, a, bs, cs, s0)
         if state is not None:
             state.ssm = s1
         y = y + xs * self.D.float()[:, None]  # (B, T, H, P)

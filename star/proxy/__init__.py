@@ -11,8 +11,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from star.proxy.config import ALL_TASKS, MAD_TASKS, ProxyConfig, TaskParams, TextSettings
-from star.proxy.result import ProxyResult, TaskMetrics, TextMetrics
+from star.proxy.config import (
+    ALL_TASKS,
+    DEFAULT_TASKS,
+    MAD_TASKS,
+    ProxyConfig,
+    TaskParams,
+    TextSettings,
+)
+from star.proxy.result import (
+    ProxyResult,
+    QualityComponent,
+    TaskMetrics,
+    TextMetrics,
+    describe_quality,
+)
 
 if TYPE_CHECKING:
     from star.proxy.pool import ProxyJob, ProxyPool
@@ -20,16 +33,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL_TASKS",
+    "DEFAULT_TASKS",
     "MAD_TASKS",
     "ProxyConfig",
     "ProxyConfigError",
     "ProxyJob",
     "ProxyPool",
     "ProxyResult",
+    "QualityComponent",
     "TaskMetrics",
     "TaskParams",
     "TextMetrics",
     "TextSettings",
+    "describe_quality",
     "proxy_spec",
     "train_proxy",
 ]

@@ -92,6 +92,26 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGTERM this worker when the process that started it dies (Linux
+    PR_SET_PDEATHSIG), so a coordinator that is stopped or killed mid-training (``star serve``
+    gets SIGTERM, or SIGKILL) leaves no orphaned trainer behind. Elsewhere: a no-op."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent was gone before the request took effect
+        os._exit(1)
+
+
+def _init_local_worker(threads: int, parent: int) -> None:
+    _die_with_parent(parent)
+    _init_worker(threads)
+
+
 def _ray_task(runner: Runner, job: ProxyJob, config: ProxyConfig, threads: int) -> ProxyResult:
     _init_worker(threads)
     return runner(job, config)
@@ -147,8 +167,8 @@ class ProxyPool:
         return ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(self.threads,),
+            initializer=_init_local_worker,
+            initargs=(self.threads, os.getpid()),
         )
 
     def _run_local(self, jobs: Sequence[ProxyJob]) -> list[ProxyResult]:

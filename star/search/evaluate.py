@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from star.db.snapshots import CandidateSnapshot, JobSnapshot
-from star.search.objectives import MEASURED, DeviceMeasurement, MetricKey, value
+from star.search.objectives import (
+    MEASURED,
+    Bound,
+    DeviceMeasurement,
+    MetricKey,
+    MetricValue,
+    measured_value,
+    value,
+)
 from star.search.store import MeasuredRow
 
 MISSING = 1e30
@@ -37,6 +45,10 @@ class Evaluation:
     feasible: bool
     reason: str = ""  # why infeasible ("" when feasible)
     notes: list[str] = field(default_factory=list)
+    # metrics whose value is a staged estimate (not confirmed at that context; star.search.stages)
+    estimated: tuple[str, ...] = ()
+    # measured metrics with where they came from (setting, spread, tries)
+    details: dict[str, MetricValue] = field(default_factory=dict)
 
 
 def device_measurements(rows: Sequence[MeasuredRow], *,
@@ -46,6 +58,7 @@ def device_measurements(rows: Sequence[MeasuredRow], *,
         if device_id is not None and row.device.id != device_id:
             continue
         m = row.measurement
+        fa = (m.runtime or {}).get("flash_attn")
         out.append(
             DeviceMeasurement(
                 device_kind=row.device.kind,
@@ -56,13 +69,21 @@ def device_measurements(rows: Sequence[MeasuredRow], *,
                 peak_rss_bytes=m.peak_rss_bytes,
                 oom=m.oom,
                 error=m.error,
+                device_id=row.device.id,
+                flash_attn=None if fa is None else bool(fa),
+                ttft_stddev_ms=m.ttft_stddev_ms,
+                decode_stddev_ms=m.decode_stddev_ms,
+                noisy=m.flagged_noisy,
+                hot=m.flagged_hot,
+                tries=m.tries,
+                measurement_id=m.id,
             )
         )
     return out
 
 
 def _job_note(key: MetricKey, jobs: Sequence[JobSnapshot],
-              deadline_cancelled: Collection[int]) -> str:
+              deadline_cancelled: Collection[int] = ()) -> str:
     """Why a measured metric has no value, from its job's state (without the metric's name)."""
     mine = [
         j for j in jobs
@@ -76,7 +97,9 @@ def _job_note(key: MetricKey, jobs: Sequence[JobSnapshot],
     if state == "done":
         return f"job {j.id} is done but has no measurement at {key.context} tokens"
     if state == "cancelled":
-        why = "at the generation deadline" if j.id in deadline_cancelled else "by an operator"
+        if j.id in deadline_cancelled:  # runs stored before the reason was kept on the job
+            return f"job {j.id} was cancelled at the generation deadline"
+        why = (j.last_error or "").removeprefix("cancelled ") or "by an operator"
         return f"job {j.id} was cancelled {why}"
     detail = f": {j.last_error}" if j.last_error else ""
     if state in ("queued", "leased"):
@@ -89,13 +112,16 @@ def evaluate(
     candidate: CandidateSnapshot | None,
     *,
     objectives: Sequence[MetricKey],
-    budgets: Sequence[tuple[MetricKey, float]],
+    budgets: Sequence[Bound | tuple[MetricKey, float]],
     entry: Mapping[str, Any] | None = None,
     measurements: Sequence[DeviceMeasurement] = (),
     jobs: Sequence[JobSnapshot] = (),
     deadline_cancelled: Collection[int] = (),
+    estimates: Mapping[str, MetricValue] | None = None,
 ) -> Evaluation:
-    """Values, F and G of one candidate (see the module doc)."""
+    """Values, F and G of one candidate (see the module doc). ``estimates``: staged estimates
+    of long-context metrics this candidate was not confirmed at; used where no measurement
+    is."""
     entry = entry or {}
     notes: list[str] = []
     if candidate is None:
@@ -109,13 +135,24 @@ def evaluate(
     proxy = candidate.proxy_metrics if candidate else None
     stage_failed = bool(notes)  # then per-metric gaps are consequences, not reasons
 
+    bounds_ = [Bound.of(b) for b in budgets]
     values: dict[str, float | None] = {}
-    keys = list(objectives) + [k for k, _ in budgets]
+    details: dict[str, MetricValue] = {}
+    estimated: list[str] = []
+    keys = list(objectives) + [b.key for b in bounds_]
     by_job: dict[str, list[str]] = {}  # one note per job, naming the metrics it left missing
     for key in keys:
         if key.name in values:
             continue
-        v, why = value(key, analytic=analytic, proxy=proxy, measurements=measurements)
+        if key.metric in MEASURED:
+            got = measured_value(key, measurements)
+            if got.value is None and estimates and key.name in estimates:
+                got = estimates[key.name]
+                estimated.append(key.name)
+            details[key.name] = got
+            v, why = got.value, got.reason
+        else:
+            v, why = value(key, analytic=analytic, proxy=proxy, measurements=measurements)
         values[key.name] = v
         if (v is not None and not math.isinf(v)) or stage_failed:
             continue
@@ -128,22 +165,21 @@ def evaluate(
     F = [_finite(values[k.name]) for k in objectives]
     G: list[float] = []
     bounds = prescreen.get("bounds") or {}
-    for key, limit in budgets:
-        v = values[key.name]
-        if v is None:
-            v = bounds.get(key.name)
+    for bound in bounds_:
+        v = values[bound.name]
+        if v is None and not bound.lower:  # a pre-screen lower bound breaks only a maximum
+            v = bounds.get(bound.name)
         if v is None:
             G.append(0.0)
         elif math.isinf(v):
-            G.append(MISSING)
+            G.append(-MISSING if bound.lower else MISSING)
         else:
-            G.append((v - limit) / limit if limit > 0 else v - limit)
+            G.append(bound.violation(v))
     missing = any(values[k.name] is None or math.isinf(values[k.name] or 0.0) for k in keys)
     missing = missing or bool(notes)
     G.append(1.0 if missing else 0.0)
-    over = [f"{k.name} = {values[k.name]:g} > budget {limit:g}"
-            for (k, limit), g in zip(budgets, G, strict=False)
-            if g > 0 and values[k.name] is not None and not math.isinf(values[k.name] or 0.0)]
+    over = [b.broken(values[b.name] or 0.0) for b, g in zip(bounds_, G, strict=False)
+            if g > 0 and values[b.name] is not None and not math.isinf(values[b.name] or 0.0)]
     notes += [o for o in over if not any(o in n for n in notes)]
     feasible = all(g <= 0 for g in G)
     return Evaluation(
@@ -155,6 +191,8 @@ def evaluate(
         feasible=feasible,
         reason="; ".join(dict.fromkeys(notes)) if not feasible else "",
         notes=notes,
+        estimated=tuple(estimated),
+        details=details,
     )
 
 

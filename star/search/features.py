@@ -24,16 +24,13 @@ from star.cost import (
     state_bytes,
     weight_bytes,
 )
-from star.cost.flops import matmul_params_per_token
+from star.cost.flops import prefill_flops_by_kind
 from star.cost.roofline import active_weight_bytes
 from star.genome import ArchSpec
 from star.genome.spec import (
     AttentionSpec,
     FFNSpec,
-    LinearAttentionSpec,
     MoESpec,
-    ShortConvSpec,
-    SSMSpec,
     TokenMixer,
 )
 from star.search.objectives import MetricKey
@@ -41,13 +38,6 @@ from star.search.objectives import MetricKey
 
 def _log(x: float) -> float:
     return math.log(max(float(x), 1e-12))
-
-
-def _visible(context: int, window: int) -> float:
-    """Attention keys summed over a prompt's positions (as ``star.cost.flops`` counts them)."""
-    if not window or window >= context:
-        return context * (context + 1) / 2
-    return window * (window + 1) / 2 + (context - window) * window
 
 
 @dataclass(frozen=True)
@@ -98,25 +88,11 @@ class Costs:
         """Analytic figures at ``context``: prefill FLOPs split by kind of work, decode FLOPs,
         KV bytes."""
         if context not in self._at:
-            spec, d = self.spec, self.spec.d_model
-            parts = {"matmul": 2 * matmul_params_per_token(spec) * context, "attention": 0.0,
-                     "swa": 0.0, "shortconv": 0.0, "ssm": 0.0, "linear_attention": 0.0}
-            for layer in spec.layers:
-                m = layer.mixer
-                if isinstance(m, AttentionSpec):
-                    kind = "swa" if m.window and m.window < context else "attention"
-                    parts[kind] += 4 * m.n_heads * m.head_dim * _visible(context, m.window)
-                elif isinstance(m, ShortConvSpec):
-                    parts["shortconv"] += context * (2 * m.kernel * d + 2 * d)
-                elif isinstance(m, SSMSpec):
-                    parts["ssm"] += context * (2 * m.conv_kernel * m.conv_dim
-                                               + 5 * m.d_inner * m.state)
-                elif isinstance(m, LinearAttentionSpec):
-                    parts["linear_attention"] += context * 4 * m.n_heads * m.head_dim**2
+            parts = prefill_flops_by_kind(self.spec, context)
             self._at[context] = {
                 **parts, "prefill": sum(parts.values()),
-                "decode": decode_flops(spec, context),
-                "kv": kv_bytes(spec, context, self.cache_bytes_per_element),
+                "decode": decode_flops(self.spec, context),
+                "kv": kv_bytes(self.spec, context, self.cache_bytes_per_element),
             }
         return self._at[context]
 

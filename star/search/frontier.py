@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from star.db.device_class import DeviceClass
 from star.search.objectives import MEASURED, MetricKey, parse_metric
 
 
@@ -40,6 +41,9 @@ class FrontierPoint:
     feasible: bool
     reason: str
     on_front: bool
+    role: str = "candidate"  # or "baseline" (never on the front)
+    label: str | None = None
+    estimated: tuple[str, ...] = ()  # metrics that are staged estimates, not measurements
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,9 @@ class FrontierReport:
         def point(p: FrontierPoint) -> dict[str, Any]:
             return {
                 "candidate_id": p.candidate_id, "genome_id": p.genome_id,
-                "generation": p.generation, "arch": p.arch,
+                "generation": p.generation, "arch": p.arch, "role": p.role, "label": p.label,
                 "values": {k: clean(v) for k, v in p.values.items()},
+                "estimated": list(p.estimated),
                 "feasible": p.feasible, "reason": p.reason or None,
             }
 
@@ -74,6 +79,7 @@ class FrontierReport:
             "candidates": len(self.points),
             "feasible": sum(p.feasible for p in self.points),
             "frontier": [point(p) for p in self.front],
+            "baselines": [point(p) for p in self.points if p.role == "baseline"],
             "infeasible": [
                 {"candidate_id": p.candidate_id, "genome_id": p.genome_id, "reason": p.reason}
                 for p in self.points if not p.feasible
@@ -93,29 +99,30 @@ def run_frontier(db: Any, ref: str | int, *, device: str | None = None) -> Front
     """The non-dominated feasible candidates of a run, computed from its stored rows.
 
     ``device``: a registered device's name (its measurements only), or a device class
-    (``kind[:tag...]``) that replaces the class of every measured objective and budget."""
+    (``kind[:tag...]``) that replaces the class of every measured objective and budget.
+    Baselines are listed (``role``) but never on the front; a candidate whose long-context
+    figure is a staged estimate (not confirmed) is feasible for the search but not on the
+    front, which stands on measurements only."""
     from star.db import repo
     from star.db.errors import NotFoundError
-    from star.search import store
-    from star.search.config import SearchConfig
-    from star.search.evaluate import device_measurements, evaluate
+    from star.search.rundata import NotASearchRun, evaluate_run, load_run
 
     with db.session_scope(readonly=True) as s:
-        run = store.resolve_run(s, ref)
-        doc = run.config or {}
-        if "search" not in doc:
-            raise FrontierError(f"run: {run.name!r} was not created by `star search run`")
-        config = SearchConfig.model_validate(doc["search"], context={"stored": True})
+        try:
+            data = load_run(s, ref)
+        except NotASearchRun as exc:
+            raise FrontierError(f"run: {exc}") from None
+        config = data.config
         objectives = config.objective_keys()
-        budgets = [(b.key, b.max) for b in config.budgets]
+        budgets = config.bounds()
         device_id = None
         if device is not None:
             try:
                 dev = repo.get_device(s, device)
                 device_id = dev.id
-                for key in [*objectives, *(k for k, _ in budgets)]:
-                    if key.metric in MEASURED and not (
-                        dev.kind == key.kind and set(key.tags) <= set(dev.tags)):
+                for key in [*objectives, *(b.key for b in budgets)]:
+                    if key.metric in MEASURED and not DeviceClass.parse(
+                            key.device_class or "").serves(dev.kind, dev.tags):
                         raise FrontierError(f"--device: {device!r} ({dev.kind}) is not of class "
                                             f"{key.device_class!r} that {key.name} names")
             except NotFoundError:
@@ -125,36 +132,25 @@ def run_frontier(db: Any, ref: str | int, *, device: str | None = None) -> Front
                     raise FrontierError(f"--device: no device named {device!r}, and not a "
                                         "device class (x86 or android[:tag...])") from None
                 objectives = [_retarget(k, device) for k in objectives]
-                budgets = [(_retarget(k, device), m) for k, m in budgets]
-        cands = store.candidates_by_hash(s, run_id=run.id)
-        gens = {g.id: g.index for g in repo.list_generations(s, run.id)}
-        entries = store.run_entries(s, run_id=run.id)
-        deadline = {j for g in repo.list_generations(s, run.id)
-                    for j in g.state.get("deadline_cancelled", ())}
-        cids = [c.id for c in cands.values()]
-        jobs = store.jobs_of_candidates(s, cids)
-        meas = store.measurements_of_candidates(s, cids)
+                budgets = [replace(b, key=_retarget(b.key, device)) for b in budgets]
+    evaluations = evaluate_run(data, objectives=objectives, budgets=budgets, device_id=device_id)
+    eligible = [gid for gid, e in evaluations.items()
+                if e.feasible and not e.estimated and not data.candidates[gid].is_baseline]
+    front = {eligible[i] for i in pareto_front([evaluations[g].F for g in eligible])}
     points: list[FrontierPoint] = []
-    evaluations = []
-    for gid, c in cands.items():
-        e = evaluate(gid, c, objectives=objectives, budgets=budgets, entry=entries.get(gid),
-                     measurements=device_measurements(meas[c.id], device_id=device_id),
-                     jobs=jobs[c.id], deadline_cancelled=deadline)
-        evaluations.append((c, e))
-    feasible = [(c, e) for c, e in evaluations if e.feasible]
-    front = {feasible[i][0].id for i in pareto_front([e.F for _, e in feasible])}
-    for c, e in evaluations:
+    for gid, e in evaluations.items():
+        c = data.candidates[gid]
         pre = (c.analytic_costs or {}).get("prescreen") or {}
         points.append(FrontierPoint(
-            candidate_id=c.id, genome_id=c.genome_hash,
-            generation=gens.get(c.generation_id) if c.generation_id is not None else None,
+            candidate_id=c.id, genome_id=gid, generation=data.generation_of(c),
             arch=pre.get("arch"), values=e.values, feasible=e.feasible, reason=e.reason,
-            on_front=c.id in front,
+            on_front=gid in front, role=c.role, label=c.label, estimated=e.estimated,
         ))
     return FrontierReport(
-        run=run.name, run_id=run.id, status=doc.get("status"),
+        run=data.run.name, run_id=data.run.id,
+        status=data.run.status.value if data.run.status else None,
         objectives=[k.name for k in objectives],
-        budgets=[{"metric": k.name, "max": m} for k, m in budgets],
+        budgets=[{"metric": b.name, ("min" if b.lower else "max"): b.limit} for b in budgets],
         device=device, points=points,
     )
 
@@ -174,7 +170,11 @@ def plot_frontier(report: FrontierReport, path: str | Path, *, x: str | None = N
         if name is not None and name not in names:
             raise FrontierError(f"{axis}: {name!r} is not an objective of run {report.run!r} "
                                 f"({names})")
-    feasible = [p for p in report.points if p.feasible]
+    from star.search.objectives import describe
+
+    feasible = [p for p in report.points if p.feasible and p.role != "baseline"]
+    baselines = [p for p in report.points if p.role == "baseline"
+                 and all(p.values.get(n) is not None for n in (x, y) if n is not None)]
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
     try:
         def xy(points: list[FrontierPoint]) -> tuple[list[float], list[float]]:
@@ -183,15 +183,26 @@ def plot_frontier(report: FrontierReport, path: str | Path, *, x: str | None = N
                   else [float(p.generation or 0) for p in points])
             return xs, ys
 
-        others = [p for p in feasible if not p.on_front]
-        ax.scatter(*xy(others), s=18, c="0.6", label=f"feasible ({len(feasible)})")
+        shown = {x, y} - {None}
+        others = [p for p in feasible if not p.on_front and not shown & set(p.estimated)]
+        guessed = [p for p in feasible if not p.on_front and shown & set(p.estimated)]
+        ax.scatter(*xy(others), s=18, c="0.6", label=f"feasible, measured ({len(others)})")
+        if guessed:
+            ax.scatter(*xy(guessed), s=18, facecolors="none", edgecolors="0.6",
+                       label=f"long context estimated, not confirmed ({len(guessed)})")
         front = sorted(report.front, key=lambda p: float(p.values[x] or 0.0))
         fx, fy = xy(front)
         # markers only: with more than two objectives the front is not a staircase in 2-D
         ax.scatter(fx, fy, s=40, c="tab:red", zorder=3,
                    label=f"frontier over all objectives ({len(front)})")
-        ax.set_xlabel(x)
-        ax.set_ylabel(y or "generation")
+        if baselines:
+            bx, by = xy(baselines)
+            ax.scatter(bx, by, s=90, marker="*", c="black", zorder=4, label="baseline")
+            for p, px, py in zip(baselines, bx, by, strict=True):
+                ax.annotate(p.label or "baseline", (px, py), textcoords="offset points",
+                            xytext=(6, 4), fontsize=8)
+        ax.set_xlabel(describe(x))
+        ax.set_ylabel(describe(y) if y else "generation")
         where = f" on {report.device}" if report.device else ""
         infeasible = len(report.points) - len(feasible)
         ax.set_title(f"{report.run}{where}: {len(report.points)} candidates, "

@@ -4,7 +4,10 @@ pymoo sees a genome as a row of ``VECTOR_LENGTH`` integers. Every operator deleg
 ``star.genome`` (which always returns repaired, canonical vectors) and takes pymoo's explicit
 ``random_state`` generator, so the same seed gives the same genomes. A ``Constraint`` (e.g. "the
 target runtime must run it", "fits the memory budget") is enforced inside Repair and Sampling:
-pymoo never sees a genome that would waste device time.
+pymoo never sees a genome that would waste device time. The search's constraint
+(``star.search.runtime_fit.make_constraint``) fits every offspring to the NEAREST exportable
+llama.cpp architecture, so mutation and crossover move genomes between families (an LFM2 whose
+short convs became SSM blocks continues as a granitehybrid) instead of losing them.
 
 ``SurrogateMating`` (``OperatorSettings.surrogate``) makes ``oversample`` times more offspring
 than it is asked for and keeps those that ``star.search.surrogate`` predicts to be best, so
@@ -27,7 +30,7 @@ from pymoo.core.population import Population
 from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
 
-from star.genome import Genome, crossover, mutate, random_genome, repair
+from star.genome import Genome, Resolution, crossover, mutate, random_genome, repair
 
 if TYPE_CHECKING:
     from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -51,6 +54,23 @@ def genome_key(row: Sequence[int]) -> str:
 def _constrained(vec: tuple[int, ...], constraint: Constraint | None) -> tuple[int, ...] | None:
     vec = repair(vec)
     return constraint(vec) if constraint else vec
+
+
+def mutate_constrained(parent: tuple[int, ...], rng: np.random.Generator,
+                       constraint: Constraint | None, *, n_mutations: int = 1,
+                       resolution: Resolution | None = None,
+                       tries: int = _MAX_TRIES) -> tuple[int, ...] | None:
+    """A child of ``parent`` by ``n_mutations`` mutations that satisfies ``constraint`` and is
+    not the parent itself (a fit can undo a mutation: it is then drawn again), or None after
+    ``tries`` draws. Used by ``HierarchicalMutation`` and by ``star genome mutate``."""
+    for _ in range(tries):
+        child = parent
+        for _ in range(n_mutations):
+            child = mutate(child, rng, resolution)
+        v = _constrained(child, constraint)
+        if v is not None and v != parent:
+            return v
+    return None
 
 
 class GenomeSampling(Sampling):
@@ -173,14 +193,9 @@ class HierarchicalMutation(Mutation):
         out = np.array(X, dtype=np.int64)
         for i, row in enumerate(X):
             parent = tuple(int(x) for x in row)
-            for _ in range(_MAX_TRIES):
-                child = parent
-                for _ in range(self.n_mutations):
-                    child = mutate(child, rng)
-                v = _constrained(child, self.constraint)
-                if v is not None and v != parent:
-                    out[i] = v
-                    break
+            v = mutate_constrained(parent, rng, self.constraint, n_mutations=self.n_mutations)
+            if v is not None:
+                out[i] = v
         return out
 
 

@@ -15,17 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from star.db import Database, repo
+from star.db.device_class import DeviceClass
 from star.db.errors import ConflictError
-from star.db.snapshots import GenerationSnapshot
+from star.db.models import JobStage
+from star.db.snapshots import CandidateSnapshot
 from star.db.store import ArtifactStore
 from star.genome import Genome
 from star.search import store
 from star.search.config import SearchConfig
-from star.search.objectives import ANALYTIC, MetricKey, value
+from star.search.objectives import ANALYTIC, Bound, value
 from star.search.prescreen import check_memory, check_runtime, rss_lower_bound
 
 log = logging.getLogger("star.search.engine")
+
+# Why the search cancelled a job (kept as the job's last error, shown in reasons and reports).
+DEADLINE_REASON = "cancelled at the generation deadline"
 
 
 class Stopped(Exception):
@@ -43,14 +50,13 @@ class Steps:
     run_name: str
     seed: int
     config: SearchConfig
-    budgets: list[tuple[MetricKey, float]]
+    budgets: list[Bound]
     check_stop: Callable[[], None]
     sleep: Callable[[float], None] = time.sleep
 
-    def entries(self, gen: GenerationSnapshot) -> dict[str, dict[str, Any]]:
+    def candidates(self, ids: list[str]) -> dict[str, CandidateSnapshot]:
         with self.db.session_scope(readonly=True) as s:
-            fresh = store.get_generation(s, run_id=self.run_id, index=gen.index) or gen
-        return dict(fresh.state.get("candidates", {}))
+            return store.candidates_by_hash(s, run_id=self.run_id, hashes=ids)
 
     # ---- pre-screen -------------------------------------------------------------------------
 
@@ -82,8 +88,9 @@ class Steps:
             arch = check_exportable(spec).name
         else:
             reasons.append(f"runtime: {verdict.reason}")
-        for key, limit in self.budgets:
-            if key.metric == "peak_rss_mb" and key.context is not None:
+        for bound in self.budgets:
+            key, limit = bound.key, bound.limit
+            if key.metric == "peak_rss_mb" and key.context is not None and not bound.lower:
                 mem = check_memory(spec, context=key.context, budget_bytes=limit * 2**20,
                                    quant=cfg.quant)
                 if not mem.ok:
@@ -91,35 +98,35 @@ class Steps:
                     bounds[key.name] = rss_lower_bound(spec, key.context, cfg.quant) / 2**20
             elif key.metric in ANALYTIC:
                 v, _ = value(key, analytic=costs, proxy=None, measurements=())
-                if v is not None and v > limit:
-                    reasons.append(f"{key.name} = {v:g} > budget {limit:g}")
+                if v is not None and bound.violation(v) > 0:
+                    reasons.append(bound.broken(v))
         return {"ok": not reasons, "reason": "; ".join(reasons) or None, "arch": arch,
                 "bounds": bounds}
 
-    def feasible_ids(self, gen: GenerationSnapshot, ids: list[str]) -> list[str]:
+    def feasible_ids(self, ids: list[str]) -> list[str]:
         """Those that passed the pre-screen and did not fail to export."""
-        with self.db.session_scope(readonly=True) as s:
-            cands = store.candidates_by_hash(s, run_id=self.run_id, hashes=ids)
-        entries = self.entries(gen)
+        cands = self.candidates(ids)
         out = []
         for gid in ids:
-            pre = (cands[gid].analytic_costs or {}).get("prescreen") or {}
-            if pre.get("ok") and not entries.get(gid, {}).get("export_error"):
+            c = cands[gid]
+            pre = (c.analytic_costs or {}).get("prescreen") or {}
+            if pre.get("ok") and not c.export_error:
                 out.append(gid)
         return out
 
     # ---- devices ----------------------------------------------------------------------------
 
-    def export(self, gen: GenerationSnapshot, ids: list[str]) -> int:
+    def export(self, ids: list[str]) -> int:
         """Deployment-scale GGUF (random weights of ``export_seed``) into the artifact store,
-        its artifact id in the generation entry; returns how many were exported."""
+        linked to its candidate; an export that fails is kept as the candidate's
+        ``export_error``. Returns how many were exported."""
         from star.export import ExportError, UnsupportedGenome, export_gguf
 
-        entries = self.entries(gen)
-        with self.db.session_scope(readonly=True) as s:
-            cands = store.candidates_by_hash(s, run_id=self.run_id, hashes=ids)
-        todo = [g for g in self.feasible_ids(gen, ids) if not entries.get(g, {}).get("artifact_id")]
         quant = self.config.quant.value
+        cands = self.candidates(ids)
+        with self.db.session_scope(readonly=True) as s:
+            have = store.artifacts_of_candidates(s, [c.id for c in cands.values()], quant=quant)
+        todo = [g for g in self.feasible_ids(ids) if cands[g].id not in have]
         for gid in todo:
             self.check_stop()
             cand = cands[gid]
@@ -136,72 +143,113 @@ class Steps:
                                          quant=quant, name=gid[:12])
                     del model
                     with self.db.session_scope() as s:
-                        art = repo.import_artifact(s, self.artifacts, result.path, quant=quant,
-                                                   candidate_id=cand.id)
-                        store.update_entry(s, generation_id=gen.id, genome_id=gid,
-                                           artifact_id=art.id, arch=result.arch,
-                                           sha256=art.sha256)
+                        repo.import_artifact(s, self.artifacts, result.path, quant=quant,
+                                             candidate_id=cand.id)
             except (UnsupportedGenome, ExportError, MemoryError, RuntimeError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 log.warning("candidate %s: export failed: %s", gid[:12], reason)
                 with self.db.session_scope() as s:
-                    store.update_entry(s, generation_id=gen.id, genome_id=gid,
-                                       export_error=reason[:2000])
+                    repo.update_candidate(s, candidate_id=cand.id, export_error=reason)
         return len(todo)
 
-    def enqueue(self, gen: GenerationSnapshot, ids: list[str]) -> int:
-        """One profile job per candidate and device class. The job and its record in the
-        generation entry are one transaction, and the entry is re-read under the row lock
-        first: a job is never enqueued twice, even by two engines. Returns jobs created."""
+    def settings_for(self, cand: CandidateSnapshot) -> list[bool]:
+        """The flash-attention settings to measure: the configured ones, or the first alone for
+        a genome without attention (the setting changes nothing in it)."""
+        settings = list(self.config.flash_attn)
+        mix = (cand.analytic_costs or {}).get("layer_mix") or {}
+        if not any(mix.get(k) for k in ("attention", "swa")):
+            return settings[:1]
+        return settings
+
+    def enqueue(self, ids: list[str], stage: JobStage) -> int:
+        """One profile job per candidate x device class x flash-attention setting for
+        ``stage`` (its contexts and repetitions). Each job is its own transaction with a unique
+        ``dedupe_key``: a job is never enqueued twice, even by two engines. Returns jobs
+        created."""
         cfg = self.config
+        if stage is JobStage.SCREEN:
+            contexts, reps = cfg.screen_contexts(), cfg.repetitions
+        else:
+            contexts = cfg.confirm_contexts()
+            reps = (cfg.staging.confirm_repetitions if cfg.staging else None) or cfg.repetitions
+        if not contexts:
+            return 0
+        cands = self.candidates(ids)
+        feasible = self.feasible_ids(ids)
+        with self.db.session_scope(readonly=True) as s:
+            cids = [cands[g].id for g in feasible]
+            arts = store.artifacts_of_candidates(s, cids, quant=cfg.quant.value)
+            existing = store.jobs_of_candidates(s, cids)
         created = 0
-        for gid in self.feasible_ids(gen, ids):
+        for gid in feasible:
+            cand = cands[gid]
+            art = arts.get(cand.id)
+            if art is None:
+                continue
             for device_class in cfg.measured_classes():
-                kind, *tags = device_class.split(":")
-                with self.db.session_scope() as s:
-                    entry = store.entry_of(s, generation_id=gen.id, genome_id=gid)  # locked
-                    jobs = dict(entry.get("jobs", {}))
-                    if device_class in jobs or not entry.get("artifact_id"):
+                cls = DeviceClass.parse(device_class)
+                for fa in self.settings_for(cand):
+                    if any(store.job_matches(j, device_class, stage, fa)
+                           for j in existing.get(cand.id, ())):
                         continue
-                    job = repo.create_profile_job(
-                        s, artifact_id=entry["artifact_id"], contexts=cfg.contexts,
-                        repetitions=cfg.repetitions, device_kind=kind, device_tags=tags,
-                        candidate_id=entry["candidate_id"], n_gen=cfg.n_gen,
-                        max_attempts=cfg.max_attempts,
-                    )
-                    jobs[device_class] = job.id
-                    store.update_entry(s, generation_id=gen.id, genome_id=gid, jobs=jobs)
-                created += 1
+                    key = store.job_key(cand.id, device_class, stage, fa)
+                    try:
+                        with self.db.session_scope() as s:
+                            if store.job_exists(s, key):
+                                continue
+                            repo.create_profile_job(
+                                s, artifact_id=art.id, contexts=contexts, repetitions=reps,
+                                device_kind=cls.kind, device_tags=cls.tags,
+                                candidate_id=cand.id,
+                                n_gen=cfg.n_gen, max_attempts=cfg.max_attempts,
+                                stage=stage.value, flash_attn=fa, dedupe_key=key,
+                            )
+                    except IntegrityError:  # another engine created it between check and insert
+                        continue
+                    created += 1
         return created
 
-    def wait(self, gen: GenerationSnapshot, ids: list[str]) -> None:
-        """Until every job of ``ids`` is finished (raises ``Stopped`` on a stop request); at
-        the generation deadline (counted from when this call started) the unfinished jobs are
-        cancelled and recorded in ``deadline_cancelled``."""
-        entries = self.entries(gen)
-        job_ids = sorted({j for gid in ids for j in entries.get(gid, {}).get("jobs", {}).values()})
+    def job_ids(self, ids: list[str], stage: JobStage | None = None) -> list[int]:
+        """The search's profile jobs of these candidates (of one stage, or every stage)."""
+        cands = self.candidates(ids)
+        with self.db.session_scope(readonly=True) as s:
+            jobs = store.jobs_of_candidates(s, [c.id for c in cands.values()])
+        out = []
+        for cid_jobs in jobs.values():
+            for j in cid_jobs:
+                if j.kind != "profile":
+                    continue
+                if stage is not None and (j.stage or JobStage.SCREEN.value) != stage.value:
+                    continue
+                out.append(j.id)
+        return sorted(out)
+
+    def wait(self, ids: list[str], stage: JobStage | None = None) -> list[int]:
+        """Until every job of ``ids`` (of ``stage``) is finished (raises ``Stopped`` on a stop
+        request); at the generation deadline (counted from when this call started) the
+        unfinished jobs are cancelled, the reason kept as their last error. Returns the
+        cancelled job ids."""
+        job_ids = self.job_ids(ids, stage)
         deadline = time.monotonic() + self.config.generation_deadline_s
         while True:
             with self.db.session_scope(readonly=True) as s:
                 jobs = store.jobs_by_id(s, job_ids)
             pending = [j for j in jobs.values() if not j.state.is_finished()]
             if not pending:
-                return
+                return []
             self.check_stop()
             if time.monotonic() >= deadline:
                 cancelled = []
                 with self.db.session_scope() as s:
                     for job in pending:
                         try:
-                            repo.cancel_job(s, job_id=job.id)
+                            repo.cancel_job(s, job_id=job.id, reason=DEADLINE_REASON)
                             cancelled.append(job.id)
                         except ConflictError:  # finished meanwhile: its result counts
                             pass
-                    store.update_generation(s, generation_id=gen.id,
-                                            deadline_cancelled=cancelled)
-                log.warning("run %s generation %d: deadline passed, cancelled jobs %s",
-                            self.run_name, gen.index, cancelled)
-                return
+                log.warning("run %s: deadline passed, cancelled jobs %s", self.run_name,
+                            cancelled)
+                return cancelled
             self.sleep(self.config.poll_interval_s)
 
     # ---- proxy training ---------------------------------------------------------------------

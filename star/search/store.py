@@ -2,15 +2,13 @@
 rows a generation's evaluation needs. Every function takes a session from
 ``Database.session_scope()`` and returns frozen snapshots or plain data.
 
-Run status lives in ``Run.config`` (there is no column for it; no migration needed)::
+``Run.config`` holds what the run was created from::
 
-    {"search": <SearchConfig as JSON>, "genomes": {"base": [...] | None, "seeds": [[...]]},
-     "status": "running" | "stopped" | "done" | "failed", "status_reason": str | None,
-     "stop_requested": bool, "heartbeat_at": ISO time (database clock) of the engine's last sign,
-     "engine": {"owner": engine_identity() of the engine driving it,
-                "driver": "cli" | "coordinator" (coordinators adopt only their own kind)}}
+    {"search": <SearchConfig as JSON>, "genomes": {"base": [...] | None, "seeds": [[...]]}}
 
-A generation's resumable state lives in ``Generation.state`` (see ``star.search.engine``).
+Its lifecycle (status, owner, heartbeat, stop request) is typed columns written only by
+``star.db.repo.lifecycle``. A generation's resumable state lives in ``Generation.state`` (see
+``star.search.engine``); its jobs are found from the ``jobs`` rows.
 Read-modify-write of these JSON documents locks the row first (``FOR UPDATE`` on PostgreSQL;
 SQLite transactions here are ``BEGIN IMMEDIATE``, which serialises writers anyway).
 """
@@ -18,7 +16,6 @@ SQLite transactions here are ``BEGIN IMMEDIATE``, which serialises writers anywa
 from __future__ import annotations
 
 import copy
-import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +23,22 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from star.db.device_class import DeviceClass
 from star.db.errors import NotFoundError
-from star.db.models import Candidate, Device, Generation, Job, Measurement, Run
-from star.db.session import db_now
+from star.db.models import (
+    Artifact,
+    Candidate,
+    CandidateArtifact,
+    Device,
+    Generation,
+    Job,
+    JobStage,
+    Measurement,
+    Run,
+)
+from star.db.models import RunStatus as RunStatus  # re-exported: the search's callers use it
 from star.db.snapshots import (
+    ArtifactSnapshot,
     CandidateSnapshot,
     DeviceSnapshot,
     GenerationSnapshot,
@@ -37,16 +46,7 @@ from star.db.snapshots import (
     MeasurementSnapshot,
     RunSnapshot,
 )
-
-
-class RunStatus(enum.StrEnum):
-    RUNNING = "running"
-    STOPPED = "stopped"  # by `star search stop`; `star search resume` continues it
-    DONE = "done"
-    FAILED = "failed"  # an error stopped the engine; the reason is kept; resumable
-
-    def is_finished(self) -> bool:
-        return self is RunStatus.DONE
+from star.genome import identity
 
 
 def resolve_run(session: Session, ref: str | int) -> RunSnapshot:
@@ -69,93 +69,13 @@ def _locked_run(session: Session, run_id: int) -> Run:
 
 
 def update_run_config(session: Session, *, run_id: int, **fields: Any) -> RunSnapshot:
-    """Set top-level keys of ``Run.config`` (status, stop_requested, ...)."""
+    """Set top-level keys of ``Run.config`` (what the run was created from)."""
     row = _locked_run(session, run_id)
     config = copy.deepcopy(dict(row.config or {}))
     config.update(fields)
     row.config = config
     session.flush()
     return RunSnapshot.of(row)
-
-
-def set_status(session: Session, *, run_id: int, status: RunStatus,
-               reason: str | None = None, only_owner: str | None = None,
-               **extra: Any) -> RunSnapshot | None:
-    """Set the run's status; with ``only_owner``, only while that engine still owns the run
-    (None is returned, nothing written, once another engine took it over)."""
-    if only_owner is not None:
-        holder = ((_locked_run(session, run_id).config or {}).get("engine") or {}).get("owner")
-        if holder not in (None, only_owner):
-            return None
-    return update_run_config(
-        session, run_id=run_id, status=status.value, status_reason=reason,
-        heartbeat_at=db_now(session).isoformat(), **extra,
-    )
-
-
-@dataclass(frozen=True)
-class Beat:
-    """What an engine's heartbeat learned: a stop was requested, or another engine owns the
-    run now (it adopted it while this one was silent)."""
-
-    stop_requested: bool
-    taken_over_by: str | None = None
-
-    def reason(self) -> str | None:
-        """Why the engine must stop, if it must."""
-        if self.taken_over_by is not None:
-            return f"run taken over by engine {self.taken_over_by}"
-        return "stop requested" if self.stop_requested else None
-
-
-def heartbeat(session: Session, *, run_id: int, owner: str | None = None) -> Beat:
-    """Stamp the engine's heartbeat (database clock), unless ``owner`` no longer owns the run
-    (then nothing is stamped)."""
-    row = _locked_run(session, run_id)
-    config = copy.deepcopy(dict(row.config or {}))
-    holder = (config.get("engine") or {}).get("owner")
-    if owner is not None and holder is not None and holder != owner:
-        return Beat(bool(config.get("stop_requested")), taken_over_by=holder)
-    config["heartbeat_at"] = db_now(session).isoformat()
-    row.config = config
-    session.flush()
-    return Beat(bool(config.get("stop_requested")))
-
-
-def engine_identity() -> str:
-    """``host:pid:nonce``: who drives a run (``Run.config["engine"]["owner"]``). The host and
-    pid let a coordinator on the same host see at once that a crashed owner is gone."""
-    import os
-    import secrets
-    import socket
-
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """True only when ``owner`` ran on this host and its process no longer exists."""
-    import os
-    import socket
-
-    if not owner or owner.count(":") < 2:
-        return False
-    host, pid, _ = owner.rsplit(":", 2)
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
-
-
-def stop_requested(session: Session, *, run_id: int) -> bool:
-    row = session.get(Run, run_id)
-    if row is None:
-        raise NotFoundError(f"no run with id {run_id}")
-    return bool((row.config or {}).get("stop_requested"))
 
 
 # ---- generations ---------------------------------------------------------------------------
@@ -185,36 +105,6 @@ def update_generation(session: Session, *, generation_id: int, **fields: Any) ->
     row.state = state
     session.flush()
     return GenerationSnapshot.of(row)
-
-
-def update_entry(session: Session, *, generation_id: int, genome_id: str,
-                 **fields: Any) -> dict[str, Any]:
-    """Merge ``fields`` into ``state["candidates"][genome_id]``; returns the new entry."""
-    row = _locked_generation(session, generation_id)
-    state = copy.deepcopy(dict(row.state or {}))
-    entry = dict(state.setdefault("candidates", {}).get(genome_id, {}))
-    entry.update(fields)
-    state["candidates"][genome_id] = entry
-    row.state = state
-    session.flush()
-    return entry
-
-
-def entry_of(session: Session, *, generation_id: int, genome_id: str) -> dict[str, Any]:
-    """The entry as stored now (read inside the caller's locking transaction)."""
-    row = _locked_generation(session, generation_id)
-    return dict((row.state or {}).get("candidates", {}).get(genome_id, {}))
-
-
-def run_entries(session: Session, *, run_id: int) -> dict[str, dict[str, Any]]:
-    """Every generation's candidate entries, later generations winning (a genome re-asked in a
-    later generation carries its earlier artifact and jobs along)."""
-    merged: dict[str, dict[str, Any]] = {}
-    query = select(Generation).where(Generation.run_id == run_id).order_by(Generation.index)
-    for row in session.scalars(query):
-        for gid, entry in (row.state or {}).get("candidates", {}).items():
-            merged[gid] = {**merged.get(gid, {}), **entry}
-    return merged
 
 
 # ---- what an evaluation reads --------------------------------------------------------------
@@ -248,6 +138,49 @@ def jobs_of_candidates(session: Session,
     return out
 
 
+# ---- profile jobs, found from their rows ---------------------------------------------------
+
+
+def job_key(candidate_id: int, device_class: str, stage: JobStage | str,
+            flash_attn: bool) -> str:
+    """The search's identity of a profile job (``jobs.dedupe_key``, unique): one job per
+    candidate x device class x stage x flash-attention setting, whoever enqueues it."""
+    return f"c{candidate_id}/{device_class}/{JobStage(stage).value}/fa{int(flash_attn)}"
+
+
+def job_matches(job: JobSnapshot, device_class: str, stage: JobStage | str,
+                flash_attn: bool) -> bool:
+    """Is ``job`` the search's job for this class, stage and setting? Jobs made before stages
+    and settings existed (no stage: screening, no setting: off) count as theirs."""
+    return (DeviceClass.parse(device_class).same(job.device_kind, job.device_tags)
+            and (job.stage or JobStage.SCREEN.value) == JobStage(stage).value
+            and bool(job.flash_attn) == flash_attn)
+
+
+def job_exists(session: Session, key: str) -> bool:
+    return session.scalars(select(Job.id).where(Job.dedupe_key == key)).first() is not None
+
+
+def artifacts_of_candidates(session: Session, candidate_ids: Iterable[int], *, quant: str,
+                            fmt: str = "gguf") -> dict[int, ArtifactSnapshot]:
+    """Each candidate's deployment file of this format and quantization (the latest linked)."""
+    wanted = sorted(set(candidate_ids))
+    if not wanted:
+        return {}
+    query = (select(CandidateArtifact.candidate_id, Artifact)
+             .join(Artifact, Artifact.id == CandidateArtifact.artifact_id)
+             .where(CandidateArtifact.candidate_id.in_(wanted), Artifact.quant == quant,
+                    Artifact.format == fmt).order_by(Artifact.id))
+    return {cid: ArtifactSnapshot.of(art) for cid, art in session.execute(query)}
+
+
+def baselines_of(session: Session, *, run_id: int) -> dict[str, CandidateSnapshot]:
+    """The run's baseline candidates by genome id."""
+    query = (select(Candidate).where(Candidate.run_id == run_id,
+                                     Candidate.role == "baseline").order_by(Candidate.id))
+    return {r.genome_hash: CandidateSnapshot.of(r) for r in session.scalars(query)}
+
+
 @dataclass(frozen=True)
 class MeasuredRow:
     """A stored measurement with the device that took it."""
@@ -276,7 +209,7 @@ def measurements_of_candidates(session: Session,
 
 def genome_doc(genes: Iterable[int]) -> dict[str, Any]:
     """The stored form of a genome: ``genome_hash`` of it equals ``Genome.genome_id``."""
-    return {"encoding": 1, "genes": [int(g) for g in genes]}
+    return identity.genome_doc(genes)
 
 
 def run_summary(session: Session, run: RunSnapshot) -> Mapping[str, Any]:
@@ -306,10 +239,10 @@ def run_summary(session: Session, run: RunSnapshot) -> Mapping[str, Any]:
     return {
         "run": run.name,
         "id": run.id,
-        "status": config.get("status"),
-        "status_reason": config.get("status_reason"),
-        "stop_requested": bool(config.get("stop_requested")),
-        "heartbeat_at": config.get("heartbeat_at"),
+        "status": run.status.value if run.status else None,
+        "status_reason": run.status_reason,
+        "stop_requested": run.stop_requested,
+        "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
         "generations_planned": (config.get("search") or {}).get("generations"),
         "generations": generations,
         "candidates": len(cands),
@@ -319,23 +252,26 @@ def run_summary(session: Session, run: RunSnapshot) -> Mapping[str, Any]:
 
 def generation_progress(session: Session, *, run_id: int, index: int) -> dict[str, int]:
     """Counts of generation ``index`` for a progress display: distinct candidates, those that
-    passed the pre-screen, exported, proxy-trained, and profile jobs finished of all."""
+    passed the pre-screen, exported, proxy-trained, and profile jobs finished of all (every
+    stage), all from the rows."""
     gen = get_generation(session, run_id=run_id, index=index)
     if gen is None:
         return {"candidates": 0, "screened": 0, "exported": 0, "trained": 0, "jobs": 0,
                 "jobs_done": 0}
     ids = list(dict.fromkeys(gen.state.get("genome_ids") or []))
-    entries = gen.state.get("candidates", {})
     cands = candidates_by_hash(session, run_id=run_id, hashes=ids)
-    ok = [g for g in ids if g in cands
+    ok = [cands[g] for g in ids if g in cands
           and ((cands[g].analytic_costs or {}).get("prescreen") or {}).get("ok")]
-    job_ids = [j for g in ids for j in (entries.get(g, {}).get("jobs") or {}).values()]
-    jobs = jobs_by_id(session, job_ids)
+    cids = [c.id for c in ok]
+    exported = set(session.scalars(
+        select(CandidateArtifact.candidate_id).where(
+            CandidateArtifact.candidate_id.in_(cids)))) if cids else set()
+    jobs = [j for js in jobs_of_candidates(session, cids).values() for j in js]
     return {
         "candidates": len(ids),
         "screened": len(ok),
-        "exported": sum(1 for g in ok if entries.get(g, {}).get("artifact_id")),
-        "trained": sum(1 for g in ok if cands[g].proxy_metrics is not None),
-        "jobs": len(job_ids),
-        "jobs_done": sum(1 for j in jobs.values() if j.state.is_finished()),
+        "exported": sum(1 for c in ok if c.id in exported),
+        "trained": sum(1 for c in ok if c.proxy_metrics is not None),
+        "jobs": len(jobs),
+        "jobs_done": sum(1 for j in jobs if j.state.is_finished()),
     }

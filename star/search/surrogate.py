@@ -44,7 +44,7 @@ from star.cost import Quant
 from star.genome import ArchSpec, Genome
 from star.search.evaluate import MISSING
 from star.search.features import Costs, features
-from star.search.objectives import ANALYTIC, MetricKey
+from star.search.objectives import ANALYTIC, Bound, MetricKey
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class Ridge:
         self.relative = relative
         self.n = 0
         self.mean_y = 0.0
+        self.floor: float | None = None  # the lowest credible prediction (set by its owner)
         self.sigma = 0.0
         self.beta: np.ndarray | None = None
         self.M_inv = np.zeros((0, 0))
@@ -160,8 +161,8 @@ class Archive:
 
 
 def budget_value(g: float, limit: float) -> float:
-    """The metric value behind a budget column (the inverse of ``star.search.evaluate``)."""
-    return limit * (1.0 + g) if limit > 0 else g + limit
+    """The metric value behind an upper budget's column (``Bound.value_of``)."""
+    return Bound(MetricKey("params"), limit).value_of(g)
 
 
 class Surrogate:
@@ -171,11 +172,12 @@ class Surrogate:
     metric with fewer observations than this is predicted by its analytic base alone."""
 
     def __init__(self, objectives: Sequence[MetricKey],
-                 budgets: Sequence[tuple[MetricKey, float]], deploy: Callable[[Genome], ArchSpec],
+                 budgets: Sequence[Bound | tuple[MetricKey, float]],
+                 deploy: Callable[[Genome], ArchSpec],
                  quant: Quant, *, cache_bytes_per_element: float = 2, min_points: int = 6
                  ) -> None:
         self.objectives = list(objectives)
-        self.budgets = list(budgets)
+        self.budgets = [Bound.of(b) for b in budgets]
         self.deploy = deploy
         self.quant = quant
         self.cache_bytes_per_element = cache_bytes_per_element
@@ -193,20 +195,20 @@ class Surrogate:
 
     def keys(self) -> list[MetricKey]:
         out = list(self.objectives)
-        out += [k for k, _ in self.budgets if k not in out]
+        out += [b.key for b in self.budgets if b.key not in out]
         return [k for k in out if k.metric not in ANALYTIC]
 
     def observations(self, archive: Archive, key: MetricKey) -> list[tuple[int, float]]:
         """(archive row, value) of every told value of ``key``."""
         out: list[tuple[int, float]] = []
         j = self.objectives.index(key) if key in self.objectives else None
-        b = next((i for i, (k, _) in enumerate(self.budgets) if k == key), None)
+        b = next((i for i, bound in enumerate(self.budgets) if bound.key == key), None)
         for i, (f, g) in enumerate(zip(archive.F, archive.G, strict=True)):
             v = None
             if j is not None and abs(f[j]) < _VALID:
                 v = float(f[j])
             elif b is not None and g[-1] == 0 and abs(g[b]) < _VALID:
-                v = budget_value(float(g[b]), self.budgets[b][1])
+                v = self.budgets[b].value_of(float(g[b]))
             if v is not None and math.isfinite(v) and v > 0:
                 out.append((i, v))
         return out
@@ -227,6 +229,11 @@ class Surrogate:
             # too little data: the mean alone (for a cost, the analytic base times the mean
             # observed ratio)
             model.fit(X if len(obs) >= self.min_points else X[:, :0], y)
+            # an additive cost's ratio to its analytic base never drops far below what any
+            # device showed: a linear extrapolation to zero or below (a genome unlike every
+            # told one) would otherwise predict it 1000x too cheap, and pre-selection would
+            # favour exactly that genome
+            model.floor = 0.5 * float(y.min()) if rows[0].additive else None
             self.models[key.name] = model
         self.n_fitted = len(archive)
         if log.isEnabledFor(logging.DEBUG):
@@ -251,14 +258,15 @@ class Surrogate:
             return np.log(base), np.ones(len(costs)), key.metric == "peak_rss_mb"
         mean, sd = model.predict(np.array([r.x for r in rows]))
         if rows[0].additive:  # sd is relative already
-            ratio = np.maximum(mean, 1e-3 * max(model.mean_y, 1e-12))
+            floor = model.floor if model.floor is not None else 1e-3 * max(model.mean_y, 1e-12)
+            ratio = np.maximum(mean, max(floor, 1e-12))
             return np.round(np.log(base * ratio), _ROUND), sd, True
         return np.round(mean, _ROUND), sd, True
 
     def nadir(self) -> np.ndarray:
         """Per objective, in ``rank_space``: the log of its budget when it is also a budget
         (nothing worse is feasible), else NaN."""
-        limits = {k.name: limit for k, limit in self.budgets}
+        limits = {b.name: b.limit for b in self.budgets if not b.lower}
         return np.array([math.log(max(limits[k.name], 1e-12)) if k.name in limits else np.nan
                          for k in self.objectives])
 
@@ -276,7 +284,8 @@ class Surrogate:
             mean, sd, _ = self.predict_log(key, vectors, costs)
             F[:, j] = mean - optimism * sd
         G = np.zeros((n, len(self.budgets) + 1))
-        for b, (key, limit) in enumerate(self.budgets):
+        for b, bound in enumerate(self.budgets):
+            key = bound.key
             mean, _, calibrated = self.predict_log(key, vectors, costs)
             if not calibrated:
                 continue
@@ -284,7 +293,7 @@ class Surrogate:
             bounds = [c.lower_bound(key) for c in costs]
             value = np.array([max(x, lb) if lb is not None else x
                               for x, lb in zip(value, bounds, strict=True)])
-            G[:, b] = (value - limit) / limit if limit > 0 else value - limit
+            G[:, b] = [bound.violation(float(x)) for x in value]
         return F, G
 
 

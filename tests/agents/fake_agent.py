@@ -43,6 +43,7 @@ class FakeRunner:
         if self.marker_dir is not None:
             (self.marker_dir / f"measuring-{job.job_id}").touch()
         sha = hashlib.sha256(model_path.read_bytes()).hexdigest()
+        # the simulated measurement takes delay_s (a paced workload, not a synchronisation)
         deadline = time.monotonic() + self.delay_s
         while time.monotonic() < deadline:
             if self.lose_device_during_measure:

@@ -11,14 +11,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from device_agents.agent import Agent
-from device_agents.client import Backoff, CoordinatorClient
+from device_agents.client import Backoff, CoordinatorClient, CoordinatorUnavailable
+from device_agents.protocol import ResultAck, ResultSubmission
 from device_agents.spool import Spool
 from tests.agents.fake_agent import FakeRunner
 from tests.factories import (
@@ -32,14 +32,24 @@ from tests.factories import (
     settings_env,
 )
 from tests.lab.conftest import Lab
+from tests.support.wait import wait_for
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+def _job(lab: Lab, job_id: int) -> dict[str, Any]:
+    return lab.admin.get(api(f"/jobs/{job_id}")).json()  # type: ignore[no-any-return]
+
+
+class CountingClient(CoordinatorClient):
+    """Counts the result submissions that found no coordinator: the agent's delivery tries."""
+
+    unanswered_results = 0
+
+    def submit_result(self, job_id: int, submission: ResultSubmission) -> ResultAck:
+        try:
+            return super().submit_result(job_id, submission)
+        except CoordinatorUnavailable:
+            self.unanswered_results += 1
+            raise
 
 
 def spawn_agent(url: str, token: str, base: Path, delay: float) -> subprocess.Popen:
@@ -59,22 +69,20 @@ def test_agent_killed_mid_job_is_requeued_and_measured_once(lab: Lab, tmp_path: 
     job = lab.job(art["id"], max_attempts=3)
     a = spawn_agent(lab.url, token_a, tmp_path / "a", delay=30)
     try:
-        wait_for(lambda: (tmp_path / "a" / "work" / f"measuring-{job['id']}").exists(), 20,
-                 "agent A to start measuring")  # fmt: skip
+        marker = tmp_path / "a" / "work" / f"measuring-{job['id']}"
+        wait_for("agent A to start measuring", marker.exists, 20)
         a.send_signal(signal.SIGKILL)
         a.wait(timeout=10)
     finally:
         if a.poll() is None:
             a.kill()
-    assert lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "leased"
+    assert _job(lab, job["id"])["state"] == "leased"
     # Lease 2 s, reaper every 0.2 s: the job comes back with one failed attempt.
-    wait_for(lambda: lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "queued", 10,
-             "the reaper to requeue the job")  # fmt: skip
-    assert lab.admin.get(api(f"/jobs/{job['id']}")).json()["attempts"] == 1
+    wait_for("the reaper to requeue the job", lambda: _job(lab, job["id"])["state"] == "queued", 10)
+    assert _job(lab, job["id"])["attempts"] == 1
     b = spawn_agent(lab.url, token_b, tmp_path / "b", delay=0.2)
     try:
-        wait_for(lambda: lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "done", 20,
-                 "agent B to finish the job")  # fmt: skip
+        wait_for("agent B to finish the job", lambda: _job(lab, job["id"])["state"] == "done", 20)
     finally:
         b.terminate()
         b.wait(timeout=10)
@@ -99,8 +107,9 @@ def test_coordinator_restarted_mid_job_gets_the_spooled_result_once(tmp_path: Pa
             api("/jobs"), json={"artifact_id": art["id"], "contexts": [64, 128], "device": "lap"}
         ).json()
         runner = FakeRunner(delay_s=2.0, marker_dir=tmp_path)
+        client = CountingClient(server.url, token, timeout_s=2)
         agent = Agent(
-            CoordinatorClient(server.url, token, timeout_s=2),
+            client,
             runner,
             Spool(tmp_path / "spool"),
             tmp_path / "work",
@@ -110,17 +119,20 @@ def test_coordinator_restarted_mid_job_gets_the_spooled_result_once(tmp_path: Pa
         )
         thread = threading.Thread(target=agent.run, kwargs={"max_jobs": 1})
         thread.start()
-        wait_for(lambda: (tmp_path / f"measuring-{job['id']}").exists(), 20, "the measurement")
+        wait_for("the measurement", (tmp_path / f"measuring-{job['id']}").exists, 20)
         server.kill()  # the coordinator dies while the agent measures
-        wait_for(lambda: len(agent.spool) == 1, 20, "the result to be spooled")  # type: ignore[union-attr]
-        time.sleep(0.5)  # the agent is now retrying with back-off
-        assert len(agent.spool) == 1
+        spool = agent.spool
+        wait_for("the result to be spooled", lambda: len(spool) == 1, 20)
+        # the agent is retrying with back-off: it has tried to deliver the result (and found
+        # no coordinator) more than once, and keeps it spooled meanwhile
+        wait_for("two failed deliveries", lambda: client.unanswered_results >= 2, 20)
+        assert len(spool) == 1
         server.start()  # same port, same database
         thread.join(timeout=30)
         assert not thread.is_alive()
         assert len(agent.spool) == 0 and runner.measured == [job["id"]]
         done = admin.get(api(f"/jobs/{job['id']}")).json()
-        assert done["state"] == "done" and done["attempts"] == 0
+        assert done["state"] == "done" and done["attempts"] == 1  # the one that did it
         rows = admin.get(api("/measurements"), params={"job_id": job["id"]}).json()
         assert rows["count"] == 2
     finally:

@@ -1,5 +1,6 @@
 """The Android agent against a live coordinator and an emulated phone on a private adb server
-(tests/support): a phone unplugged mid-job, and a hot phone.
+(tests/support): a phone unplugged mid-job, and a hot phone (re-measured up to the
+coordinator's max_tries).
 
 The adb fixtures (a private adb server per adb build, the emulated phone) come from
 tests/android/conftest.py through tests/agents/conftest.py. llama-bench is the scripted
@@ -10,9 +11,8 @@ model is a real tiny GGUF (the device layer checks its header).
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +26,7 @@ from tests.lab.conftest import Lab
 from tests.support.adb_server import AdbServer
 from tests.support.emulated_phone import EmulatedPhone
 from tests.support.fake_llama_bench import write_fake_llama_bench
+from tests.support.wait import wait_for
 
 
 def _profile(**overrides: object) -> DeviceProfile:
@@ -46,11 +47,12 @@ def tiny_model(tmp_path: Path) -> bytes:
     return write_tiny_gguf(tmp_path / "tiny.gguf", config).read_bytes()
 
 
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+def _job(lab: Lab, job_id: int) -> dict[str, Any]:
+    return lab.admin.get(api(f"/jobs/{job_id}")).json()  # type: ignore[no-any-return]
+
+
+def _device(lab: Lab, name: str) -> dict[str, Any]:
+    return lab.admin.get(api(f"/devices/{name}")).json()  # type: ignore[no-any-return]
 
 
 def _start(
@@ -82,21 +84,22 @@ def test_phone_unplugged_mid_job_goes_offline_and_the_job_is_requeued(
                            profile=_profile())  # fmt: skip
     agent, thread = _start(lab, token, runner, tmp_path)
     try:
-        _wait(lambda: any("./job.sh" in s for s in emulated_phone.services), 30, "the bench")
+        wait_for("the bench", lambda: any("./job.sh" in s for s in emulated_phone.services), 30)
         emulated_phone.disconnect()  # the cable is pulled while llama-bench runs
-        _wait(lambda: lab.admin.get(api(f"/jobs/{job['id']}")).json()["attempts"] == 1, 30,
-              "the job to be given back")  # fmt: skip
-        state = lab.admin.get(api(f"/jobs/{job['id']}")).json()
+        state = wait_for("the job to be given back",
+                         lambda: (j := _job(lab, job["id"]))["attempts"] == 1 and j, 30)
         assert state["state"] == "queued" and "device lost" in state["last_error"]
-        device = lab.admin.get(api("/devices/s24")).json()
+        # the agent gives the job back, then reports the phone offline
+        device = wait_for("the phone to be reported offline",
+                          lambda: (d := _device(lab, "s24"))["online"] is False and d, 30)
         assert device["online"] is False and device["properties"]["kind"] == "android"
         # Plugged back in (and the benchmark fixed): the agent reports online and measures.
         runner.files = [write_fake_llama_bench(tmp_path / "fast", delay_s=0.1)]
         emulated_phone.allow_reconnect()
         adb_server.connect(emulated_phone.address)
-        _wait(lambda: lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "done", 60,
-              "the job to be measured after reconnect")  # fmt: skip
-        assert lab.admin.get(api("/devices/s24")).json()["online"] is True
+        wait_for("the job to be measured after reconnect",
+                 lambda: _job(lab, job["id"])["state"] == "done", 60)
+        assert _device(lab, "s24")["online"] is True  # reported before it leased again
         rows = lab.admin.get(api("/measurements"), params={"job_id": job["id"]}).json()
         assert rows["count"] == 1
     finally:
@@ -117,10 +120,18 @@ def test_hot_phone_measurement_is_flagged_hot(
                            profile=_profile(cool_down_timeout_s=0.5))  # fmt: skip
     agent, thread = _start(lab, token, runner, tmp_path)
     try:
-        _wait(lambda: lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "done", 60,
-              "the measurement")  # fmt: skip
+        wait_for("the measurement", lambda: _job(lab, job["id"])["state"] == "done", 60)
     finally:
         agent.stop.set()
         thread.join(timeout=30)
     row = lab.admin.get(api("/measurements"), params={"job_id": job["id"]}).json()["data"][0]
     assert row["flagged_hot"] is True and row["temp_before_c"] == 61.0
+    # hot every time: measured the coordinator's max_tries times (each after a cool-down wait
+    # that gave up), and the record says so
+    from star.db.repo.results import list_measurements
+
+    with lab.db.session_scope(readonly=True) as s:
+        (stored,) = list_measurements(s, job_id=job["id"])
+    assert stored.tries == lab.settings.coordinator.max_tries == 3
+    assert stored.conditions is not None and stored.conditions["quiet"] is False
+    assert "still 61.0 C" in stored.conditions["note"] and stored.conditions["waited_s"] >= 0.5

@@ -11,15 +11,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from star.runtime import RuntimeInfo, ensure_runtime
 from tests.factories import ROOT, api
 from tests.lab.conftest import Lab
+from tests.support.procs import in_session
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -39,11 +40,8 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return write_tiny_gguf(path, config).read_bytes()
 
 
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+def _job(lab: Lab, job_id: int) -> dict[str, Any]:
+    return lab.admin.get(api(f"/jobs/{job_id}")).json()  # type: ignore[no-any-return]
 
 
 def _agent(lab: Lab, name: str, token: str, runtime: RuntimeInfo, base: Path, *extra: str):  # type: ignore[no-untyped-def]
@@ -58,6 +56,9 @@ def _agent(lab: Lab, name: str, token: str, runtime: RuntimeInfo, base: Path, *e
         "STAR_AGENT__THREADS": "1",
         "STAR_AGENT__HEARTBEAT_INTERVAL_S": "0.5",
         "STAR_AGENT__POLL_INTERVAL_S": "0.2",
+        # the quiet-machine wait runs, but a shared test host is never quiet: keep it short
+        "STAR_AGENT__QUIET_TIMEOUT_S": "0.5",
+        "STAR_AGENT__QUIET_SAMPLE_S": "0.25",
     }
     cmd = [sys.executable, "-c", "from star.cli.main import main; main()",
            "agent", "run", "--device", name, *extra]  # fmt: skip
@@ -76,7 +77,7 @@ def test_x86_agent_measures_a_job_end_to_end(
     agent = _agent(lab, "lap", token, runtime, tmp_path, "--max-jobs", "1")
     out, _ = agent.communicate(timeout=300)
     assert agent.returncode == 0, out
-    assert lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "done", out
+    assert _job(lab, job["id"])["state"] == "done", out
     rows = lab.admin.get(api("/measurements"), params={"job_id": job["id"]}).json()["data"]
     assert [r["context"] for r in rows] == [64, 256]
     for row in rows:
@@ -98,23 +99,24 @@ def test_x86_agent_killed_mid_job_then_measured_exactly_once(
     job = lab.job(art["id"], contexts=[64, 512, 1024, 2048], repetitions=5, n_gen=16)
     a = _agent(lab, "victim", victim, runtime, tmp_path / "a")
     try:
-        _wait(lambda: lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "leased", 60,
-              "agent A to lease the job")  # fmt: skip
-        time.sleep(2.0)  # llama-bench is running now
-        os.killpg(a.pid, signal.SIGKILL)  # the agent and its llama-bench die mid-job
+        wait_for("agent A to lease the job", lambda: _job(lab, job["id"])["state"] == "leased", 60)
+        wait_for("agent A's llama-bench to run", lambda: in_session(a.pid, "llama-bench"), 60)
+        os.killpg(a.pid, signal.SIGKILL)  # the agent dies mid-job
         a.wait(timeout=30)
+        wait_for("its llama-bench to die with it", lambda: not in_session(a.pid, "llama-bench"),
+                 30)
     finally:
         if a.poll() is None:
             os.killpg(a.pid, signal.SIGKILL)
-    assert lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "leased"
-    _wait(lambda: lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "queued", 30,
-          "the lease to expire and the job to be requeued")  # fmt: skip
-    assert lab.admin.get(api(f"/jobs/{job['id']}")).json()["attempts"] == 1
+    assert _job(lab, job["id"])["state"] == "leased"
+    wait_for("the lease to expire and the job to be requeued",
+             lambda: _job(lab, job["id"])["state"] == "queued", 30)
+    assert _job(lab, job["id"])["attempts"] == 1
     b = _agent(lab, "rescuer", rescuer, runtime, tmp_path / "b", "--max-jobs", "1")
     out, _ = b.communicate(timeout=600)
     assert b.returncode == 0, out
-    done = lab.admin.get(api(f"/jobs/{job['id']}")).json()
-    assert done["state"] == "done" and done["attempts"] == 1
+    done = _job(lab, job["id"])
+    assert done["state"] == "done" and done["attempts"] == 2  # the killed one and this one
     rows = lab.admin.get(api("/measurements"), params={"job_id": job["id"]}).json()["data"]
     assert sorted(r["context"] for r in rows) == [64, 512, 1024, 2048]  # measured exactly once
     rescuer_id = lab.admin.get(api("/devices/rescuer")).json()["id"]

@@ -12,6 +12,7 @@ from typing import Any
 import adbutils
 import pytest
 
+from tests.runtime.fixtures import phone_runtime  # noqa: F401  (fixture: the aarch64 build)
 from tests.support.adb_server import AdbServer, adb_builds, connected_phone
 from tests.support.emulated_phone import EmulatedPhone
 

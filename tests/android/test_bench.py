@@ -19,6 +19,8 @@ from device_agents.llamacpp.results import RunOutcome, parse_llama_bench_json
 from tests.support.adb_server import AdbServer
 from tests.support.emulated_phone import EmulatedPhone
 from tests.support.fake_llama_bench import expected_samples_ns, write_fake_llama_bench
+from tests.support.procs import sleepers
+from tests.support.wait import wait_for
 
 ROOT = "/data/local/tmp/star"
 
@@ -66,6 +68,10 @@ def _no_job_processes(phone: EmulatedPhone) -> bool:
     return not leftover
 
 
+def _thermal_reads(phone: EmulatedPhone) -> int:
+    return sum(1 for s in phone.services if "thermal_zone" in s)
+
+
 def test_bench_pipeline_matches_what_the_benchmark_wrote(
     adb_server: AdbServer, emulated_phone: EmulatedPhone, model: Path, tmp_path: Path,
     outcomes: list[RunOutcome],
@@ -109,7 +115,8 @@ def test_hot_phone_cools_down_before_measuring(
     cooled_at: list[float] = []
 
     def cool() -> None:
-        time.sleep(1.5)
+        # the phone cools once the device has read it hot a few times (it is waiting)
+        wait_for("hot polls", lambda: _thermal_reads(emulated_phone) >= 3, 30)
         cooled_at.append(time.monotonic())
         emulated_phone.set_thermal({"cpu-big": 40.0, "battery": 33.0})
 
@@ -160,13 +167,10 @@ def test_phone_dropping_mid_run_is_device_gone(
     device = AndroidDevice.discover(adb_server.client(), emulated_phone.serial, _profile())
 
     def unplug_once_running() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if any("./job.sh" in s for s in emulated_phone.services):
-                time.sleep(0.3)
-                emulated_phone.disconnect()
-                return
-            time.sleep(0.05)
+        # the benchmark itself runs (the fake's ``exec sleep 120``), not only its launcher
+        wait_for("the benchmark to run",
+                 lambda: set(sleepers("120")) & set(emulated_phone.processes()), 20)
+        emulated_phone.disconnect()
 
     threading.Thread(target=unplug_once_running, daemon=True).start()
     started = time.monotonic()
@@ -179,8 +183,7 @@ def test_phone_dropping_mid_run_is_device_gone(
     emulated_phone.allow_reconnect()
     adb_server.wait_state(emulated_phone.serial, "device", timeout=20)
     device.reap_stale_jobs()
-    time.sleep(0.2)
-    assert _no_job_processes(emulated_phone)
+    wait_for("the stale benchmark to be reaped", lambda: _no_job_processes(emulated_phone), 10)
     assert not emulated_phone.device_path(f"{ROOT}/jobs").exists()
 
 

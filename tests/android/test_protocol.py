@@ -13,6 +13,7 @@ import pytest
 from device_agents.android import TransferError, Transport
 from tests.support.adb_server import AdbServer
 from tests.support.emulated_phone import EmulatedPhone
+from tests.support.wait import wait_for
 
 
 def test_adb_devices_lists_the_phone(adb_server: AdbServer, emulated_phone: EmulatedPhone):
@@ -115,7 +116,9 @@ def test_detached_process_outlives_its_shell(adb_server: AdbServer, emulated_pho
         timeout_s=10, check=True,
     )
     assert time.monotonic() - started < 5  # the service closed without waiting for the job
-    pid = int(transport.shell("sleep 0.2; cat /data/local/tmp/p", timeout_s=10).stdout)
+    written = wait_for("the detached job to write its pid", lambda: transport.shell(
+        "cat /data/local/tmp/p 2>/dev/null", timeout_s=10).stdout.strip(), 10)
+    pid = int(written)
     assert pid in emulated_phone.processes()
     assert transport.shell(f"kill -0 {pid}", timeout_s=10).ok
 

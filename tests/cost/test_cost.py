@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from gguf import GGMLQuantizationType as QT
 
 from star.cost import (
     DeviceRoofline,
     Quant,
+    StorageType,
     analyze,
     count_params,
     decode_flops,
@@ -18,7 +20,8 @@ from star.cost import (
     ttft_seconds,
     weight_bytes,
 )
-from star.genome import load_genome
+from star.genome import load_genome, scale_spec
+from star.genome.scale import Scale
 from tests.conftest import GENOMES
 
 LFM = load_genome(GENOMES / "lfm2-350m.yaml").to_spec()
@@ -28,30 +31,49 @@ SWA = load_genome(GENOMES / "lfm2-350m-swa.yaml").to_spec()
 
 
 def test_block_layouts() -> None:
-    assert Quant.Q8_0.nbytes((64, 32)) == 64 * 34
-    assert Quant.Q4_0.nbytes((64, 32)) == 64 * 18
-    assert Quant.F16.nbytes((3, 5)) == 30
-    with pytest.raises(ValueError):
-        Quant.Q4_0.nbytes((3, 5))
+    assert StorageType(QT.Q8_0).nbytes((64, 32)) == 64 * 34
+    assert StorageType(QT.Q4_0).nbytes((64, 32)) == 64 * 18
+    assert StorageType(QT.Q4_K).nbytes((4, 256)) == 4 * 144
+    assert StorageType(QT.Q6_K).nbytes((4, 256)) == 4 * 210
+    assert StorageType(QT.F16).nbytes((3, 5)) == 30
+    with pytest.raises(ValueError, match="Q4_0 blocks"):
+        StorageType(QT.Q4_0).nbytes((3, 5))
 
 
-def test_storage_rule() -> None:
-    assert storage_type("layers.0.mixer.conv.weight", (1024, 1, 3), Quant.Q4_0) == Quant.F32
-    assert storage_type("layers.0.mixer_norm.weight", (1024,), Quant.Q8_0) == Quant.F32
-    assert storage_type("layers.0.ffn.up.weight", (4608, 1024), Quant.Q4_0) == Quant.Q4_0
-    assert storage_type("layers.0.ffn.down.weight", (64, 72), Quant.Q4_0) == Quant.F16
-    assert storage_type("embed.weight", (65536, 1024), Quant.F32) == Quant.F32
+def test_storage_rule_without_a_model() -> None:
+    def name(*args: object) -> str:
+        return storage_type(*args).name  # type: ignore[arg-type]
+
+    assert name("layers.0.mixer.conv.weight", (1024, 1, 3), Quant.Q4_0) == "F32"
+    assert name("layers.0.mixer_norm.weight", (1024,), Quant.Q8_0) == "F32"
+    assert name("layers.0.ffn.up.weight", (4608, 1024), Quant.Q4_0) == "Q4_0"
+    assert name("layers.0.ffn.up.weight", (4608, 1024), "q4_k_m") == "Q4_K"
+    assert name("layers.0.ffn.down.weight", (64, 72), Quant.Q4_0) == "F16"  # 72 % 32
+    assert name("layers.0.ffn.down.weight", (64, 160), Quant.Q4_K_M) == "Q5_0"  # 160 % 256
+    assert name("embed.weight", (65536, 1024), Quant.F32) == "F32"
+    assert name("embed.weight", (65536, 1024), Quant.Q4_0) == "Q4_0"  # as an untied embedding
+    assert name("lm_head.weight", (65536, 1024), Quant.Q4_0) == "Q6_K"  # a head is a head
 
 
 def test_weight_bytes_by_hand_for_lfm2_350m() -> None:
+    """llama-quantize's rules, by hand: the tied embedding is the head (Q6_K: 210 B per 256);
+    Q4_K_M gives Q6_K to ffn_down of layers 0, 1, 4, 7, 10, 13, 14, 15 (use_more_bits(i, 16)) and
+    to the 3rd and 6th of the 6 attn_v tensors (use_more_bits(i, 6): i = 2, 5)."""
     counts = count_params(LFM)
-    small = sum(t.numel for t in tensors(LFM) if storage_type(t.name, t.shape, Quant.Q4_0)
-                == Quant.F32)
-    assert small == 16 * 2 * 1024 + 1024 + 10 * 3 * 1024 + 6 * 2 * 64
+    small = 16 * 2 * 1024 + 1024 + 10 * 3 * 1024 + 6 * 2 * 64  # norms, conv kernels: F32
+    assert sum(t.numel for t in tensors(LFM) if storage_type(t.name, t.shape, "q4_0").name
+               == "F32") == small
+    head = 65536 * 1024
+    big = counts.params - small - head
     assert weight_bytes(LFM, Quant.F32) == 4 * counts.params
     assert weight_bytes(LFM, Quant.F16) == 2 * (counts.params - small) + 4 * small
-    assert weight_bytes(LFM, Quant.Q4_0) == (counts.params - small) // 32 * 18 + 4 * small
+    assert weight_bytes(LFM, Quant.Q4_0) == big // 32 * 18 + head // 256 * 210 + 4 * small
     assert weight_bytes(LFM, Quant.Q8_0) == (counts.params - small) // 32 * 34 + 4 * small
+    assert weight_bytes(LFM, Quant.Q6_K) == (counts.params - small) // 256 * 210 + 4 * small
+    ffn_down, attn_v = 4608 * 1024, 1024 * 512
+    more = 8 * ffn_down + 2 * attn_v  # Q6_K instead of Q4_K
+    assert weight_bytes(LFM, Quant.Q4_K_M) == ((big - more) // 256 * 144 + more // 256 * 210
+                                               + head // 256 * 210 + 4 * small)
 
 
 def test_sliding_window_caps_kv() -> None:
@@ -96,3 +118,27 @@ def test_report_is_json_ready() -> None:
     assert doc["kv_bytes_per_token"] == 0
     # Mamba-2: conv tail (K-1) x (d_inner + 2GN) + H x P x N state, F32, 48 layers
     assert doc["state_bytes"] == 48 * 4 * (3 * (2048 + 256) + 32 * 64 * 128)
+
+
+def test_genome_no_runtime_runs_is_still_priced() -> None:
+    """Linear attention exports nowhere: the cost model lays it out one block per layer with the
+    obvious names, and the same rules apply (tied head Q6_K, norms F32)."""
+    spec = load_genome(GENOMES / "hybrid-linear-attn-350m.yaml").to_spec()
+    counts = count_params(spec)
+    small = sum(t.numel for t in tensors(spec) if len(t.shape) < 2 or "conv" in t.name)
+    head = spec.vocab_size * spec.d_model
+    assert spec.tie_embeddings
+    assert weight_bytes(spec, Quant.F32) == 4 * counts.params
+    assert weight_bytes(spec, Quant.Q8_0) == (counts.params - small) // 32 * 34 + 4 * small
+    assert weight_bytes(spec, Quant.Q4_0) == ((counts.params - small - head) // 32 * 18
+                                              + head // 256 * 210 + 4 * small)
+
+
+def test_report_prices_every_offered_type_the_genome_can_take() -> None:
+    doc = analyze(LFM).to_dict()
+    assert set(doc["weight_bytes"]) == {q.value for q in Quant}
+    wb = doc["weight_bytes"]
+    assert wb["q4_0"] < wb["q4_k_m"] < wb["q6_k"] < wb["q8_0"] < wb["f16"]
+    narrow = scale_spec(LFM, Scale(d_model=96, head_dim=32, vocab_size=512))
+    assert "q1_0" not in analyze(narrow).weight_bytes  # llama-quantize would abort: no guess
+    assert "q4_k_m" in analyze(narrow).weight_bytes

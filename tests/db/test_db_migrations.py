@@ -16,8 +16,8 @@ from star.db.models import Base
 from tests.factories import database_url, make_settings
 
 
-def test_head_is_the_third_revision() -> None:
-    assert head_revision() == "0003"
+def test_head_is_the_fifth_revision() -> None:
+    assert head_revision() == "0005"
 
 
 def test_upgrade_an_empty_database(backend: str, tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_upgrade_to_studies_keeps_candidates_jobs_and_measurements(backend: str,
         conn.execute(text("INSERT INTO measurements (job_id, artifact_id, device_id, context, "
                           "oom, runtime, created_at, flagged_hot, flagged_noisy) VALUES "
                           "(1, 1, 1, 128, false, '{}', CURRENT_TIMESTAMP, false, false)"))
-    assert upgrade(db) == "0003"
+    assert upgrade(db, "0003") == "0003"
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT role, label FROM candidates")).one() == ("candidate",
                                                                                   None)
@@ -136,4 +136,47 @@ def test_upgrade_to_studies_keeps_candidates_jobs_and_measurements(backend: str,
         conn.execute(insert)
     assert downgrade(db, "0002") == "0002"
     assert "role" not in {c["name"] for c in inspect(db.engine).get_columns("candidates")}
+    db.dispose()
+
+
+def test_upgrade_moves_the_run_lifecycle_out_of_json(backend: str, tmp_path: Path) -> None:
+    """0003 -> 0004: a database made by the previous release keeps every run's status, owner,
+    heartbeat and stop request, now as columns; a run stopped by its coordinator's shutdown
+    becomes suspended (what the old code read from its reason string); other JSON stays."""
+    import json
+
+    from star.db.models import RunStatus
+    from star.db.repo import get_run_by_name
+
+    db = Database(database_url(backend, tmp_path))
+    upgrade(db, "0003")
+    old = {
+        "shut": {"search": {"name": "shut"}, "genomes": {"base": None}, "status": "stopped",
+                 "status_reason": "coordinator shut down", "stop_requested": False,
+                 "heartbeat_at": "2026-12-01T10:00:00.123456",
+                 "engine": {"owner": "h:12:ab", "driver": "coordinator"}},
+        "halt": {"search": {"name": "halt"}, "status": "running", "stop_requested": True,
+                 "heartbeat_at": "2026-12-01T11:00:00", "engine": {"owner": "h:13:cd",
+                                                                    "driver": "cli"}},
+        "plain": {"note": "not a search run"},
+    }
+    with db.engine.begin() as conn:
+        for name, doc in old.items():
+            conn.execute(text("INSERT INTO runs (name, config, created_at) VALUES "
+                              "(:n, :c, CURRENT_TIMESTAMP)"), {"n": name, "c": json.dumps(doc)})
+    assert upgrade(db, "0004") == "0004"
+    with db.session_scope(readonly=True) as s:
+        shut, halt, plain = (get_run_by_name(s, n) for n in ("shut", "halt", "plain"))
+    assert (shut.status, shut.status_reason) == (RunStatus.SUSPENDED, "coordinator shut down")
+    assert (shut.owner, shut.driver, shut.stop_requested) == ("h:12:ab", "coordinator", False)
+    assert shut.heartbeat_at is not None and shut.heartbeat_at.isoformat().startswith(
+        "2026-12-01T10:00:00.123456")
+    assert shut.config == {"search": {"name": "shut"}, "genomes": {"base": None}}
+    assert (halt.status, halt.stop_requested, halt.driver) == (RunStatus.RUNNING, True, "cli")
+    assert plain.status is None and plain.config == {"note": "not a search run"}
+    assert downgrade(db, "0003") == "0003"  # and back: the JSON form again
+    with db.engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT name, config FROM runs")).all())
+    doc = rows["shut"] if isinstance(rows["shut"], dict) else json.loads(rows["shut"])
+    assert doc["status"] == "stopped" and doc["engine"]["owner"] == "h:12:ab"
     db.dispose()

@@ -1,9 +1,11 @@
 """The whole loop, every part real: a search launched over REST runs in a coordinator process,
 which exports GGUFs that a real x86 agent (`star agent run`) and a real Android agent (`star
 agent run`, adbutils -> a real adb server -> the emulated phone of tests/support) measure with
-the pinned llama.cpp; the coordinator is SIGKILLed mid-generation (with its proxy-training
-workers), started again, adopts the run and finishes it. The interrupted run must equal an
-uninterrupted run of the same seed, and lose or repeat no measurement.
+the pinned llama.cpp (on the phone: the static aarch64 build of `star runtime build --target
+android-arm64`, pushed by the agent and run through qemu-aarch64); the coordinator is
+SIGKILLed mid-generation (with its proxy-training workers), started again, adopts the run and
+finishes it. The interrupted run must equal an uninterrupted run of the same seed, and lose or
+repeat no measurement.
 
 What "equal" means with real, noisy devices: the objectives are quality (real proxy training,
 deterministic for a seed) and params (analytic); the devices enter through budgets on their
@@ -16,10 +18,10 @@ milliseconds were.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,10 @@ import httpx
 import pytest
 
 from star.db import Database, JobState, repo
+from star.db.models import RunStatus
 from star.runtime import RuntimeInfo
+from star.runtime.cross import PhoneRuntime
+from star.search import store
 from star.search.frontier import run_frontier
 from tests.conftest import ROOT
 from tests.factories import (
@@ -39,13 +44,19 @@ from tests.factories import (
     migrated_database,
     settings_env,
 )
-from tests.runtime.fixtures import runtime  # noqa: F401  (fixture: the pinned llama.cpp)
+from tests.runtime.fixtures import (  # noqa: F401  (fixtures: the pinned llama.cpp, both builds)
+    phone_runtime,
+    runtime,
+)
 from tests.search.conftest import DEPLOY, PROXY
 from tests.support.adb_server import AdbServer, adb_builds, connected_phone
 from tests.support.emulated_phone import EmulatedPhone
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
 
+# what an agent logs when the coordinator does not answer (device_agents.agent)
+UNAVAILABLE = re.compile(r"coordinator unavailable|failed \(will retry\)")
 CONTEXTS = [64, 128]
 BUDGETS = [  # met by any measured candidate; an unmeasured one breaks them
     {"metric": "ttft_ms@128/x86", "max": 60_000},
@@ -60,21 +71,11 @@ def search_doc(name: str) -> dict[str, Any]:
         "base_genome": genome, "seed_genomes": [genome], "deploy_scale": DEPLOY,
         "quant": "q8_0", "contexts": CONTEXTS, "repetitions": 1, "n_gen": 4,
         "objectives": ["quality", "params"], "budgets": BUDGETS, "allowed_archs": ["lfm2"],
-        "operators": {"layers": [2, 6]}, "proxy": PROXY, "poll_interval_s": 0.2,
-        "generation_deadline_s": 600,
+        # no surrogate: it learns the budgets' measured values (device noise), which would let
+        # two runs ask different offspring; NSGA-II itself sees only feasibility here
+        "operators": {"layers": [2, 6], "surrogate": False}, "proxy": PROXY,
+        "poll_interval_s": 0.2, "generation_deadline_s": 600, "flash_attn": [False],
     }
-
-
-def wait_for(what: str, condition: Callable[[], Any], timeout_s: float,
-             logs: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}\n{logs()}")
-        time.sleep(0.05)
 
 
 class Agents:
@@ -91,6 +92,12 @@ class Agents:
             proc = subprocess.Popen(cmd, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
                                     cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         self.procs.append((device, proc, log))
+
+    def unavailable(self) -> dict[str, int]:
+        """Per agent, the lines of its log that say it found no coordinator and will retry
+        (a lease, a heartbeat or a result delivery)."""
+        return {device: len(UNAVAILABLE.findall(log.read_text(errors="replace")))
+                for device, _, log in self.procs}
 
     def logs(self) -> str:
         parts = []
@@ -135,6 +142,7 @@ def history(db: Database, name: str) -> list[dict[str, Any]]:
 
 def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
     tmp_path: Path, runtime: RuntimeInfo, adb: AdbServer, phone: EmulatedPhone,  # noqa: F811
+    phone_runtime: PhoneRuntime,  # noqa: F811
 ) -> None:
     url = database_url("sqlite", tmp_path)
     db = migrated_database(url)
@@ -155,14 +163,14 @@ def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
             "STAR_CONFIG": str(tmp_path / "absent.yaml"), "STAR_AGENT__POLL_INTERVAL_S": "0.2",
             "STAR_AGENT__HEARTBEAT_INTERVAL_S": "1", "STAR_AGENT__BACKOFF_CAP_S": "1",
             "STAR_AGENT__THREADS": "1", "ADBUTILS_ADB_PATH": "/bin/false",
+            # the quiet-machine wait runs, but this shared host is never quiet: keep it short
+            "STAR_AGENT__QUIET_TIMEOUT_S": "0.5", "STAR_AGENT__QUIET_SAMPLE_S": "0.25",
         }
         agents.start("lap", {**common, "STAR_DEVICE_TOKEN": tokens["lap"]})
         agents.start("phone", {
             **common, "STAR_DEVICE_TOKEN": tokens["phone"],
-            "STAR_AGENT__ADB_PORT": str(adb.port),
-            "STAR_ANDROID__LLAMA_BENCH": str(runtime.llama_bench),
-            "STAR_ANDROID__LIBS": str(runtime.lib_dir), "STAR_ANDROID__THREADS": "1",
-            "STAR_ANDROID__COOL_DOWN_TIMEOUT_S": "5",
+            "STAR_AGENT__ADB_PORT": str(adb.port),  # the phone build comes from the cache
+            "STAR_ANDROID__THREADS": "1", "STAR_ANDROID__COOL_DOWN_TIMEOUT_S": "5",
         })
 
         def status(run_id: int) -> str:
@@ -173,7 +181,7 @@ def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
         assert r.status_code == 201, r.text
         straight = r.json()["id"]
         wait_for("the uninterrupted run", lambda: status(straight) in ("done", "failed"), 600,
-                 agents.logs)
+                 on_timeout=agents.logs)
         assert status(straight) == "done", admin.get(api(f"/runs/{straight}")).text
 
         # the same run, its coordinator killed while generation 1 is being measured
@@ -185,25 +193,31 @@ def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
                 gens = repo.list_generations(s, killed)
                 if len(gens) < 2:
                     return False
-                entries = gens[1].state.get("candidates", {})
-                job_ids = [j for e in entries.values() for j in (e.get("jobs") or {}).values()]
-                jobs = [repo.get_job(s, j) for j in job_ids]
+                ids = gens[1].state.get("genome_ids") or []
+                cands = store.candidates_by_hash(s, run_id=killed, hashes=ids)
+                jobs = [j for js in store.jobs_of_candidates(
+                    s, [c.id for c in cands.values()]).values() for j in js]
             return any(j.state in (JobState.LEASED, JobState.DONE) for j in jobs)
 
-        wait_for("generation 1 to be measured", measuring_generation_1, 600, agents.logs)
+        wait_for("generation 1 to be measured", measuring_generation_1, 600, on_timeout=agents.logs)
+        before = agents.unavailable()
         server.kill()  # SIGKILL, the proxy-training workers with it
         with db.session_scope(readonly=True) as s:
-            cfg = repo.get_run(s, killed).config
-        assert cfg["status"] == "running"  # nobody got to record anything
-        dead_owner = cfg["engine"]["owner"]
+            snap = repo.get_run(s, killed)
+        assert snap.status is RunStatus.RUNNING  # nobody got to record anything
+        dead_owner = snap.owner
         phase_at_kill = history(db, "killed")[1]["phase"]
-        time.sleep(2.0)  # the agents meet a dead coordinator: they spool and retry
+        # the agents meet the dead coordinator, and retry (a result they finish is spooled)
+        wait_for("both agents to find the coordinator gone", lambda: all(
+            n > before[device] for device, n in agents.unavailable().items()), 60,
+            on_timeout=agents.logs)
         server.start()  # same database, same port: it sees the dead owner and adopts the run
         wait_for("the adopted run", lambda: status(killed) in ("done", "failed"), 600,
-                 agents.logs)
+                 on_timeout=agents.logs)
         run = admin.get(api(f"/runs/{killed}")).json()
         assert run["status"] == "done", run
-        assert run["config"]["engine"]["owner"] != dead_owner
+        with db.session_scope(readonly=True) as s:
+            assert repo.get_run(s, killed).owner != dead_owner
     finally:
         agents.stop()
         admin.close()
@@ -247,6 +261,10 @@ def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
                 assert m.decode_median_ms is not None and m.decode_median_ms > 0
                 assert m.peak_rss_bytes is not None and m.peak_rss_bytes > 1_000_000
                 assert m.runtime["llama_cpp_commit"] == runtime.commit
+                assert m.tries >= 1 and m.conditions is not None  # what the agent waited for
                 if devices[m.device_id].kind == "android":
                     assert m.temp_before_c is not None  # read from the phone's thermal zones
+                    assert m.runtime["build_flags"] == list(phone_runtime.build_flags)
+                else:
+                    assert m.runtime["build_flags"] == list(runtime.build_flags)
     db.dispose()

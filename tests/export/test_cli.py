@@ -98,3 +98,26 @@ def test_export_argument_errors(tmp_path: Path) -> None:
     assert both.exit_code == 2
     no_out = runner.invoke(app, ["export", genome])
     assert no_out.exit_code == 2
+
+
+def test_export_q4_k_m_through_llama_quantize(tmp_path: Path) -> None:
+    out = tmp_path / "m.gguf"
+    result = runner.invoke(
+        app,
+        ["export", str(LFM2), "-o", str(out), "--scale", "proxy", "--quant", "Q4_K_M", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["quant"] == "q4_k_m" and info["quantized_by"].startswith("llama-quantize")
+    assert info["type_counts"]["Q8_0"] >= 1  # the tied head (Q6_K falls back: rows of 128)
+    assert out.stat().st_size == info["size_bytes"]
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_bad_quant_names_the_choices(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["export", str(LFM2), "-o", str(tmp_path / "m.gguf"), "--quant", "q5_k"]
+    )
+    assert result.exit_code == 2
+    assert "q5_k" in result.output and "q5_k_m" in result.output and "q4_k_m" in result.output
+    assert not (tmp_path / "m.gguf").exists()

@@ -49,18 +49,22 @@ def test_f32_export_matches_torch(
 
 
 # (quant, kv cache, flash attention) -> limits, with the worst value seen over all 9 specs here.
-# F16 activations/KV round to 11 bits, so small absolute differences on logits of +-40. Q8_0 and
-# Q4_0 also quantise activations in ggml's CPU matmuls and the errors compound through random
-# (untrained) layers, so their max abs differences are large (Q8_0 0.65..6.3, Q4_0 8..18, MoE
+# F16 activations/KV round to 11 bits, so small absolute differences on logits of +-40. The
+# quantized files are llama-quantize's output from our F16 file (so F16 rounding comes first); its
+# matmuls also quantise activations and the errors compound through random (untrained) layers,
+# so their max abs differences are large (Q8_0 0.9..6.3, Q4_0 7.5..17, Q4_K_M 3.9..14, MoE
 # routing flips being the worst): those settings are checked by correlation of all logits and by
 # how often the top token agrees (untied heads avoid the degenerate "predict the input" argmax).
+# On these specs (rows of 64) Q4_K_M's K-quants fall back to Q5_0 / Q8_0 (test_quant_tool.py
+# covers rows of 256).
 LOSSY = {
     # name: (quant, kv_type, flash_attn, max abs diff, min correlation, min top-1 agreement)
     "kv_f16": ("f32", "f16", False, 0.1, 0.9999, 0.97),  # seen max 0.013, top-1 1.00
     "flash_attn": ("f32", "f32", True, 0.1, 0.9999, 0.97),  # seen max 0.034, top-1 1.00
     "weights_f16": ("f16", "f32", False, 0.25, 0.9999, 0.95),  # seen max 0.07, top-1 >= 0.98
-    "q8_0": ("q8_0", "f32", False, None, 0.99, 0.85),  # seen r >= 0.9982, top-1 >= 0.90
-    "q4_0": ("q4_0", "f32", False, None, 0.85, 0.25),  # seen r >= 0.909, top-1 0.40 .. 0.98
+    "q8_0": ("q8_0", "f32", False, None, 0.99, 0.75),  # seen r >= 0.9964, top-1 >= 0.85
+    "q4_0": ("q4_0", "f32", False, None, 0.85, 0.25),  # seen r >= 0.904, top-1 0.31 .. 0.98
+    "q4_k_m": ("q4_k_m", "f32", False, None, 0.93, 0.4),  # seen r >= 0.955, top-1 0.50 .. 0.98
 }
 
 

@@ -15,11 +15,12 @@ import star.export.writer as writer_mod
 from star.export import (
     ExportReadbackError,
     ExportValidationError,
+    UnknownQuant,
     export_gguf,
     plan_export,
-    quant_type_for,
     tensor_nbytes,
 )
+from star.export.mixture import written_type
 from star.export.tokenizer import MIN_SPM_VOCAB, synthetic_tokenizer
 from star.export.validate import validate_metadata, validate_tensors
 from tests.export.export_specs import SPECS, arch, attn, build_model, conv, swiglu
@@ -28,38 +29,40 @@ from tests.export.export_specs import SPECS, arch, attn, build_model, conv, swig
 @pytest.mark.parametrize(
     ("name", "shape", "requested", "expected"),
     [
-        ("blk.0.ffn_up.weight", (64, 128), "q4_0", QT.Q4_0),
-        ("blk.0.ffn_down.weight", (128, 64), "q8_0", QT.Q8_0),
+        ("blk.0.ffn_up.weight", (64, 128), "f16", QT.F16),
         ("blk.0.attn_q.weight", (64, 64), "f16", QT.F16),
-        ("token_embd.weight", (64, 384), "q4_0", QT.Q4_0),  # get_rows on Q4_0 works on CPU
-        ("output.weight", (64, 384), "q4_0", QT.Q4_0),
-        ("blk.1.ffn_gate_exps.weight", (64, 64, 8), "q8_0", QT.Q8_0),  # 3-D expert stacks
-        ("blk.0.ffn_up.weight", (100, 64), "q4_0", QT.F16),  # ne0 % 32 != 0: F16 fallback
-        ("blk.0.ffn_up.weight", (100, 64), "f16", QT.F16),
-        ("blk.0.attn_norm.weight", (64,), "q4_0", QT.F32),
+        ("token_embd.weight", (64, 384), "f16", QT.F16),
+        ("blk.1.ffn_gate_exps.weight", (64, 64, 8), "f16", QT.F16),  # 3-D expert stacks
+        ("blk.0.ffn_up.weight", (100, 64), "f16", QT.F16),  # no block: any row length
+        ("blk.0.attn_norm.weight", (64,), "f16", QT.F32),
         ("blk.0.attn_q_norm.weight", (16,), "f16", QT.F32),
-        ("token_embd_norm.weight", (64,), "q8_0", QT.F32),
+        ("token_embd_norm.weight", (64,), "f16", QT.F32),
         ("blk.0.shortconv.conv.weight", (3, 64), "f16", QT.F32),  # CPU conv reads F32
-        ("blk.0.shortconv.in_proj.weight", (64, 192), "q4_0", QT.Q4_0),
-        ("blk.0.ssm_conv1d.weight", (4, 192), "q8_0", QT.F32),
-        ("blk.0.ssm_conv1d.bias", (192,), "q8_0", QT.F32),
-        ("blk.0.ssm_a", (1, 8), "q8_0", QT.F32),
+        ("blk.0.shortconv.in_proj.weight", (64, 192), "f16", QT.F16),
+        ("blk.0.ssm_conv1d.weight", (4, 192), "f16", QT.F32),
+        ("blk.0.ssm_conv1d.bias", (192,), "f16", QT.F32),
+        ("blk.0.ssm_a", (1, 8), "f16", QT.F32),
         ("blk.0.ssm_d", (1, 8), "f16", QT.F32),
         ("blk.0.ssm_dt.bias", (8,), "f16", QT.F32),
-        ("blk.0.ssm_norm.weight", (64, 2), "q8_0", QT.F32),
-        ("blk.0.ssm_in.weight", (64, 392), "q8_0", QT.Q8_0),
-        ("blk.0.ffn_gate_inp.weight", (64, 8), "q4_0", QT.F32),  # router stays F32
-        ("blk.0.exp_probs_b.bias", (8,), "q4_0", QT.F32),
+        ("blk.0.ssm_norm.weight", (64, 2), "f16", QT.F32),
+        ("blk.0.ffn_gate_inp.weight", (64, 8), "f16", QT.F32),  # router stays F32
+        ("blk.0.exp_probs_b.bias", (8,), "f16", QT.F32),
         ("blk.0.ffn_up.weight", (64, 128), "f32", QT.F32),
+        ("blk.0.ffn_up.weight", (64, 128), "q4_k_m", QT.F16),  # the F16 file llama-quantize reads
     ],
 )
-def test_quant_type_rule(name: str, shape: tuple[int, ...], requested: str, expected: QT) -> None:
-    assert quant_type_for(name, shape, requested) == expected
+def test_written_type_rule(
+    name: str, shape: tuple[int, ...], requested: str, expected: QT
+) -> None:
+    assert written_type(name, shape, requested) == expected
 
 
-def test_quant_type_rejects_unknown_request() -> None:
-    with pytest.raises(ValueError, match="q4_0"):
-        quant_type_for("blk.0.ffn_up.weight", (64, 128), "q5_k")
+def test_unknown_quant_names_the_choices() -> None:
+    with pytest.raises(UnknownQuant, match="choose one of: f32, f16, bf16, q8_0, q6_k"):
+        written_type("blk.0.ffn_up.weight", (64, 128), "q5_k")
+    with pytest.raises(UnknownQuant, match="importance matrix"):
+        plan_export(SPECS["llama"], build_model(SPECS["llama"]), quant="iq2_xs")
+    assert issubclass(UnknownQuant, ValueError)
 
 
 def test_tensor_nbytes() -> None:
@@ -77,9 +80,10 @@ def test_export_reads_back(key: str, quant: str, tmp_path: Path) -> None:
     reader = GGUFReader(result.path)
     assert reader.get_field("general.architecture").contents() == result.arch
     assert len(reader.tensors) == result.n_tensors
+    assert len(result.tensor_types) == result.n_tensors
     for t in reader.tensors:
-        shape = tuple(int(x) for x in t.shape)
-        assert t.tensor_type == quant_type_for(t.name, shape, quant), t.name
+        assert t.tensor_type.name == result.tensor_types[t.name], t.name
+    assert result.quantized_by.startswith("star" if quant in ("f32", "f16") else "llama-quantize")
     assert result.size_bytes == result.path.stat().st_size
     assert result.sha256 == hashlib.sha256(result.path.read_bytes()).hexdigest()
     assert result.quant == quant
@@ -254,14 +258,24 @@ def test_small_vocabulary_gets_tokenizer_none(tmp_path: Path) -> None:
     assert reader.get_field("lfm2.vocab_size").contents() == 200
 
 
-def test_failed_read_back_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(plan: object, path: Path) -> None:
+@pytest.mark.parametrize("quant", ["f32", "q4_k_m"])
+def test_failed_read_back_leaves_no_file(
+    quant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last read-back failing (our file for f32, llama-quantize's output for q4_k_m) leaves
+    neither the file nor the intermediate F16 behind."""
+    real = writer_mod._read_back
+
+    def broken_last(path: Path, *args: object, same_order: bool) -> None:
+        if same_order and quant != "f32":
+            real(path, *args, same_order=same_order)  # type: ignore[arg-type]
+            return
         raise ExportReadbackError("simulated")
 
-    monkeypatch.setattr(writer_mod, "_read_back", broken)
+    monkeypatch.setattr(writer_mod, "_read_back", broken_last)
     spec = SPECS["llama"]
     with pytest.raises(ExportReadbackError):
-        export_gguf(spec, build_model(spec), tmp_path / "m.gguf")
+        export_gguf(spec, build_model(spec), tmp_path / "m.gguf", quant=quant)
     assert list(tmp_path.iterdir()) == []
 
 

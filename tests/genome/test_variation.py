@@ -16,12 +16,15 @@ from star.genome import (
     repair,
     validate_vector,
 )
-from star.genome.encoding import MODEL_GENES, GenomeData, operator_index
+from star.genome.encoding import MODEL_GENES, GenomeData, OperatorGenes, operator_index
 from star.genome.repair import nearest_divisor
+from star.genome.spec import TokenMixer
+from star.genome.variation import mutate_operator
 from tests.conftest import GENOMES
 from tests.genome.strategies import any_vectors, in_bounds_vectors, seeds
 
 REFS = [load_genome(p).genes for p in sorted(GENOMES.glob("*.yaml"))]
+REFS_BY_NAME = {p.stem: load_genome(p).genes for p in sorted(GENOMES.glob("*.yaml"))}
 
 
 def assert_valid_canonical(vec: tuple[int, ...]) -> None:
@@ -129,3 +132,48 @@ def test_each_resolution_changes_what_it_says() -> None:
                                or [o.featurizer for o in child.operators]
                                != [o.featurizer for o in base.operators])
     assert all(n > 120 for n in changed.values()), changed
+
+
+def _two_attention_ops() -> GenomeData:
+    """LFM2-350M whose attention layers use two operator genomes (8 and 4 KV heads)."""
+    data = GenomeData.decode(REFS_BY_NAME["lfm2-350m"])
+    attn = data.layers[2]
+    second = OperatorGenes(data.operators[attn].token_mixer, data.operators[attn].channel_mixer,
+                           data.operators[attn].norm, dict(data.operators[attn].featurizer))
+    second.featurizer["kv_heads"] = 4
+    data.operators[2] = second
+    data.layers = [2 if (k == attn and i > 8) else k for i, k in enumerate(data.layers)]
+    return data
+
+
+def test_operator_mutation_can_swap_a_class_in_every_operator_at_once() -> None:
+    base = _two_attention_ops()
+    attn_layers = [i for i, k in enumerate(base.layers) if base.operators[k].mixer.is_attention]
+    whole, single = 0, 0
+    for seed in range(400):
+        data = GenomeData.decode(base.encode())
+        mutate_operator(data, np.random.default_rng(seed))
+        kinds = {data.operators[data.layers[i]].mixer for i in attn_layers}
+        if not any(k.is_attention for k in kinds):
+            whole += 1  # both attention operators became the same other class
+        elif len(kinds) == 2:
+            single += 1  # one of them changed
+    assert whole > 20 and single > 20
+
+
+def test_a_new_class_takes_a_donor_shape_or_one_scaled_to_the_model() -> None:
+    lfm2 = GenomeData.decode(REFS_BY_NAME["lfm2-350m"])
+    attn = lfm2.operators[lfm2.layers[2]]
+    found = set()
+    for seed in range(300):
+        data = GenomeData.decode(lfm2.encode())
+        mutate_operator(data, np.random.default_rng(seed))
+        op = data.operators[data.layers[0]]
+        if op.mixer == TokenMixer.SSM:  # no SSM to copy: d_inner = 2 * d_model (Mamba-2)
+            assert op.featurizer["heads"] * op.featurizer["head_dim"] * 8 == 2 * 1024
+            found.add("ssm")
+        elif op.mixer == TokenMixer.ATTENTION:  # from the short conv: attention existed
+            for name in ("heads", "kv_heads", "head_dim", "qk_norm"):
+                assert op.featurizer[name] == attn.featurizer[name]  # the donor's shape
+            found.add("attention")
+    assert found == {"ssm", "attention"}

@@ -32,6 +32,7 @@ class Lab:
     db: Database
     store: ArtifactStore
     admin: httpx.Client
+    app: Any = None  # the FastAPI app served (its state: supervisor, settings)
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = bearer(token) if token else {}
@@ -65,7 +66,7 @@ def start_lab(tmp_path: Path, backend: str = "sqlite", **server: Any) -> Iterato
     settings = make_settings(tmp_path, url, **server)
     with ThreadServer(settings) as srv:
         admin = httpx.Client(base_url=srv.url, headers=admin_headers(), timeout=30)
-        yield Lab(srv.url, settings, db, ArtifactStore(settings.store_dir), admin)
+        yield Lab(srv.url, settings, db, ArtifactStore(settings.store_dir), admin, srv.app)
         admin.close()
     db.dispose()
     drop_database(url)

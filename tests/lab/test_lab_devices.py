@@ -29,8 +29,10 @@ def test_register_returns_the_token_once_and_lists_without_it(lab: Lab) -> None:
     assert token not in json.dumps(listed)
     device = listed["data"][0]
     assert device["tags"] == ["big", "s24"] and device["online"] is False
+    one = lab.admin.get(api("/devices/s24-01"))
+    assert one.status_code == 200 and token not in one.text  # nor when read alone
     dup = lab.admin.post(api("/devices"), json={"name": "s24-01", "kind": "android"})
-    assert dup.status_code == 409
+    assert dup.status_code == 409 and token not in dup.text  # registering again gives none
 
 
 def test_registration_input_errors_name_the_field(lab: Lab) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 from device_agents.protocol import SHA256_HEADER
 from tests.factories import api, make_report
 from tests.lab.conftest import Lab, start_lab
+from tests.support.wait import wait_for
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -41,6 +42,10 @@ def _lease(lab: Lab, token: str) -> dict[str, Any] | None:
         r = agent.post(api("/agent/lease"))
     assert r.status_code == 200, r.text
     return r.json()["job"]
+
+
+def _job(lab: Lab, job_id: int) -> dict[str, Any]:
+    return lab.admin.get(api(f"/jobs/{job_id}")).json()  # type: ignore[no-any-return]
 
 
 def _submission(spec: dict[str, Any], key: str = "idem-key-0001", **kw: Any) -> dict[str, Any]:
@@ -92,19 +97,14 @@ def test_lease_expiry_requeues_counts_attempts_and_fails_with_reason(fast_lab: L
     job = lab.job(art["id"], max_attempts=2)
     first = _lease(lab, token)
     assert first is not None and first["attempt"] == 1
-    deadline = time.monotonic() + 10
-    while lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] != "queued":
-        assert time.monotonic() < deadline, "the reaper did not requeue the expired job"
-        time.sleep(0.1)
-    requeued = lab.admin.get(api(f"/jobs/{job['id']}")).json()
+    requeued = wait_for("the reaper to requeue the expired job",
+                        lambda: (j := _job(lab, job["id"]))["state"] == "queued" and j, 10)
     assert requeued["attempts"] == 1 and "lease expired" in requeued["last_error"]
     second = _lease(lab, token)
     assert second is not None and second["attempt"] == 2
     assert second["lease_token"] != first["lease_token"]
-    while lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] != "failed":
-        assert time.monotonic() < deadline + 10, "the job did not fail after max attempts"
-        time.sleep(0.1)
-    failed = lab.admin.get(api(f"/jobs/{job['id']}")).json()
+    failed = wait_for("the job to fail after max attempts",
+                      lambda: (j := _job(lab, job["id"]))["state"] == "failed" and j, 10)
     assert failed["attempts"] == 2 and "failed after 2 attempts" in failed["last_error"]
     assert _lease(lab, token) is None
     # The first attempt's result arrives too late: the job is finished.
@@ -113,20 +113,36 @@ def test_lease_expiry_requeues_counts_attempts_and_fails_with_reason(fast_lab: L
     assert r.status_code == 409
 
 
-def test_heartbeat_keeps_the_lease(steady_lab: Lab) -> None:
+def test_heartbeats_keep_a_lease_the_reaper_takes_from_a_silent_holder(steady_lab: Lab) -> None:
+    """Two jobs leased together: the reaper requeues the one whose holder is silent, while
+    the one heartbeated every 0.4 s stays leased, its expiry moved on by each beat."""
     lab = steady_lab
-    token = lab.register("steady")
     art = lab.upload(b"model")
-    lab.job(art["id"])
-    spec = _lease(lab, token)
-    assert spec is not None
-    with lab.client(token) as agent:
-        for _ in range(8):  # 3.2 s > lease of 2 s
-            beat = {"job_id": spec["job_id"], "lease_token": spec["lease_token"]}
+    for _ in range(2):
+        lab.job(art["id"])
+    steady, silent = lab.register("steady"), lab.register("silent")
+    spec, quiet = _lease(lab, steady), _lease(lab, silent)
+    assert spec is not None and quiet is not None
+    first_expiry = datetime.fromisoformat(_job(lab, spec["job_id"])["lease_expires_at"])
+    beat = {"job_id": spec["job_id"], "lease_token": spec["lease_token"]}
+    expiries = [first_expiry]
+    with lab.client(steady) as agent:
+
+        def beat_until_the_silent_lease_is_reaped() -> bool:
             r = agent.post(api("/agent/heartbeat"), json=beat)
-            assert r.status_code == 200 and r.json()["lease_valid"] is True
-            time.sleep(0.4)
-        assert lab.admin.get(api(f"/jobs/{spec['job_id']}")).json()["state"] == "leased"
+            assert r.status_code == 200 and r.json()["lease_valid"] is True, r.text
+            expiries.append(datetime.fromisoformat(r.json()["lease_expires_at"]))
+            return _job(lab, quiet["job_id"])["state"] == "queued"
+
+        # the interval paces the heartbeats (an agent's heartbeat_interval_s)
+        wait_for("the reaper to requeue the silent holder's job",
+                 beat_until_the_silent_lease_is_reaped, 30, interval_s=0.4)
+        held = _job(lab, spec["job_id"])
+        assert held["state"] == "leased" and held["attempts"] == 0
+        assert datetime.fromisoformat(held["lease_expires_at"]) == expiries[-1] > first_expiry
+        assert expiries == sorted(expiries)  # each beat moves the expiry on, never back
+        reaped = _job(lab, quiet["job_id"])
+        assert reaped["attempts"] == 1 and "lease expired" in reaped["last_error"]
         r = agent.post(api(f"/agent/jobs/{spec['job_id']}/result"), json=_submission(spec))
     assert r.status_code == 200 and r.json()["state"] == "done"
 
@@ -164,7 +180,9 @@ def test_result_submission_is_idempotent(lab: Lab) -> None:
         ("contexts.0.ttft_ms.samples", [1.0, float("inf")]),
     ],
 )
-def test_bad_measurements_are_422_naming_the_field(lab: Lab, path: str, value: Any) -> None:
+def test_bad_measurements_are_422_naming_the_field_and_end_the_attempt(
+    lab: Lab, path: str, value: Any
+) -> None:
     loc: list[Any] = [int(p) if p.isdigit() else p for p in path.split(".")]
     token = lab.register("m1")
     art = lab.upload(b"model-2")
@@ -186,7 +204,10 @@ def test_bad_measurements_are_422_naming_the_field(lab: Lab, path: str, value: A
     assert r.status_code == 422, r.text
     locs = [d["loc"] for d in r.json()["detail"]]
     assert any(found[: len(loc) + 2] == ["body", "report", *loc] for found in locs), locs
-    assert lab.admin.get(api(f"/jobs/{job['id']}")).json()["state"] == "leased"
+    # the refused result ends the attempt: the job is back in the queue, the refusal its error
+    after = lab.admin.get(api(f"/jobs/{job['id']}")).json()
+    assert (after["state"], after["attempts"]) == ("queued", 1), after
+    assert "refused its result" in after["last_error"] and loc[-1] in after["last_error"]
 
 
 def test_security_tokens_and_ownership(lab: Lab) -> None:

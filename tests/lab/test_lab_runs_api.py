@@ -126,7 +126,7 @@ def test_launch_records_or_starts(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> 
     r = lab.admin.post(api("/runs"), params={"start": "false"}, json=config_doc(name="later"))
     assert r.status_code == 201, r.text
     run = r.json()
-    assert run["name"] == "later" and run["config"]["status"] == "stopped"
+    assert run["name"] == "later" and run["status"] == "stopped"
     assert run["config"]["search"]["objectives"] == OBJECTIVES
     r = lab.admin.post(api("/runs"), json=config_doc(name="later"))
     assert r.status_code == 409 and "later" in r.text
@@ -140,7 +140,7 @@ def test_launch_records_or_starts(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(SearchEngine, "run", fake_run)
     r = lab.admin.post(api("/runs"), json=config_doc(name="now"))
     assert r.status_code == 201, r.text
-    assert r.json()["config"]["status"] == "running"
+    assert r.json()["status"] == "running"
     assert ran.wait(10), "the engine thread was not started"
 
 

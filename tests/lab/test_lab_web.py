@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from star.db import repo
 from tests.factories import ADMIN_TOKEN
 from tests.lab.conftest import Lab
 from tests.lab.test_lab_runs_api import Seeded, seed_run
+from tests.support.wait import wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -34,6 +35,19 @@ def test_page_auth_and_local_plotly(lab: Lab) -> None:
         js = anon.get("/static/plotly.min.js")
         assert js.status_code == 200 and len(js.content) > 1_000_000
         assert anon.get("/runs/999", params={"token": ADMIN_TOKEN}).status_code == 404
+
+
+def test_page_shows_the_study_report_or_says_why_there_is_none(lab: Lab) -> None:
+    seeded = seed_run(lab.db, lab.store)
+    with lab.db.session_scope() as s:
+        manual = repo.create_run(s, name="manual", config={})
+    with lab.client() as anon:
+        r = anon.get(f"/runs/{seeded.run_id}", params={"token": ADMIN_TOKEN})
+        assert 'class="star-report"' in r.text and 'id="provenance"' in r.text
+        assert r.text.count(ADMIN_TOKEN) == 1  # the boot data only: never in the report
+        r = anon.get(f"/runs/{manual.id}", params={"token": ADMIN_TOKEN})
+        assert r.status_code == 200 and "no study report" in r.text
+        assert "star search run" in r.text and 'class="star-report"' not in r.text
 
 
 class Tab:
@@ -57,18 +71,21 @@ class Tab:
         return result["result"].get("value")
 
     def wait(self, expression: str, ok: Callable[[Any], bool], timeout: float = 20) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
+        """The value of ``expression`` once ``ok`` accepts it (the page's state, polled);
+        fails naming the expression, with the page's text."""
+
+        def settled() -> tuple[Any] | None:
             value = self.eval(expression)
-            if ok(value) or time.monotonic() > deadline:
-                return value
-            time.sleep(0.2)
+            return (value,) if ok(value) else None
+
+        return wait_for(f"the page: {expression}", settled, timeout, interval_s=0.1,
+                        on_timeout=lambda: f"page text: {self.eval('document.body.innerText')}")[0]
 
     def click(self, x: float, y: float) -> None:
+        # each dispatchMouseEvent answers once the page has handled the event
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
             extra = {} if kind == "mouseMoved" else {"button": "left", "clickCount": 1}
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, **extra)
-            time.sleep(0.1)
 
 
 @pytest.fixture
@@ -85,10 +102,12 @@ def browser(tmp_path: Path) -> Iterator[Tab]:
     )
     try:
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.is_file() and port_file.read_text().strip()):
-            assert proc.poll() is None and time.monotonic() < deadline, "chromium did not start"
-            time.sleep(0.1)
+
+        def listening() -> bool:
+            assert proc.poll() is None, f"chromium exited with {proc.returncode}"
+            return port_file.is_file() and bool(port_file.read_text().strip())
+
+        wait_for("chromium to listen for DevTools", listening, 30)
         port = int(port_file.read_text().split()[0])
         targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
         page = next(t for t in targets if t["type"] == "page")
@@ -111,7 +130,7 @@ def test_run_page_plots_and_click_shows_candidate(lab: Lab, browser: Tab) -> Non
     browser.call("Page.navigate", url=f"{lab.url}/runs/{seeded.run_id}?token={ADMIN_TOKEN}")
     # 5 feasible candidates on (params, kv_bytes_per_token): 1 grey + 4 on the frontier
     count = "document.querySelectorAll('#plot .scatterlayer path.point').length"
-    assert browser.wait(count, lambda n: n == 5) == 5, browser.eval("document.body.innerText")
+    browser.wait(count, lambda n: n == 5)
     per_trace = browser.eval("Array.from(document.querySelectorAll('#plot .scatterlayer .trace'))"
                              ".map(t => t.querySelectorAll('path.point').length)")
     assert per_trace == [1, 4]
@@ -128,14 +147,16 @@ def test_run_page_plots_and_click_shows_candidate(lab: Lab, browser: Tab) -> Non
     browser.click(*box)
     shown = browser.wait("document.getElementById('candidate-title')?.dataset.candidate",
                          lambda v: v is not None, timeout=10)
-    assert shown is not None, browser.eval("document.getElementById('details').innerText")
     assert int(shown) in seeded.front
     text = browser.eval("document.getElementById('details').innerText")
-    assert "lap" in text and "analytic costs" in text and "genome" in text
+    assert "lap" in text and "measurements" in text  # the device that measured it
+    # the report's human-readable card of that candidate, never raw JSON
+    assert browser.eval("document.querySelector('#details .card')?.dataset.candidate") == shown
+    assert "params" in text and "{" not in text
 
     # choose another objective for y: the front is recomputed over (params, ttft)
     browser.eval("(() => { const s = document.querySelector('#y');"
                  " s.value = 'ttft_ms@128/x86'; s.dispatchEvent(new Event('change')); })()")
     summary = "document.getElementById('summary').textContent"
-    assert "1 on the frontier of params, ttft_ms@128/x86" in browser.wait(
-        summary, lambda s: "ttft" in (s or ""))
+    assert "1 on the frontier of params M ↓, TTFT ms @128 ↓ (x86)" in browser.wait(
+        summary, lambda s: "TTFT" in (s or ""))

@@ -82,6 +82,20 @@ def test_commands_pin_every_setting() -> None:
     assert decode[-6:] == ["-p", "0", "-n", "16", "-d", "4096"]
 
 
+def test_long_prompts_skip_the_warm_up_prefill_where_the_binary_can() -> None:
+    new = parse_help(OLD_HELP + "  -d, --n-depth <n>    (default: 0)\n"
+                                "  --no-warmup          skip warmup runs before benchmarking\n")
+    settings = BenchSettings(threads=2, warmup_below=16384)
+    short, _ = build_commands(new, "m.gguf", 4096, settings)
+    long_ttft, long_decode = build_commands(new, "m.gguf", 32768, settings)
+    assert "--no-warmup" not in short and "--no-warmup" in long_ttft
+    assert "--no-warmup" not in long_decode  # its warm-up is one token, not the depth
+    always, _ = build_commands(new, "m.gguf", 32768, BenchSettings(threads=2, warmup_below=None))
+    assert "--no-warmup" not in always
+    old, _ = build_commands(_flags(), "m.gguf", 32768, settings)  # a build without the flag
+    assert "--no-warmup" not in old
+
+
 def test_settings_validation() -> None:
     with pytest.raises(BenchInputError):
         BenchSettings(threads=0)

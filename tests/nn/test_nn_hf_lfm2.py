@@ -11,35 +11,14 @@ import torch  # noqa: E402
 import transformers  # noqa: E402  (test dependency, never skipped)
 from nn_specs import lfm2_formula, lfm2_spec  # noqa: E402
 
+from star.export.hf import hf_name_map  # noqa: E402  (the one home of HF names)
 from star.nn import StarModel  # noqa: E402
 
 LAYER_TYPES = ["conv", "conv", "full_attention", "conv", "full_attention"]
 ATTN = tuple(i for i, kind in enumerate(LAYER_TYPES) if kind == "full_attention")
 D, HEADS, KV, FF, V = 64, 4, 2, 96, 256
-
-# HF module name fragment -> ours (everything else maps by identical name)
-RENAMES = [
-    ("model.embed_tokens.", "embed."),
-    ("model.embedding_norm.", "final_norm."),
-    ("model.layers.", "layers."),
-    (".operator_norm.", ".mixer_norm."),
-    (".self_attn.out_proj.", ".mixer.o_proj."),
-    (".self_attn.q_layernorm.", ".mixer.q_norm."),
-    (".self_attn.k_layernorm.", ".mixer.k_norm."),
-    (".self_attn.", ".mixer."),
-    (".conv.conv.", ".mixer.conv."),
-    (".conv.in_proj.", ".mixer.in_proj."),
-    (".conv.out_proj.", ".mixer.out_proj."),
-    (".feed_forward.w1.", ".ffn.gate."),
-    (".feed_forward.w3.", ".ffn.up."),
-    (".feed_forward.w2.", ".ffn.down."),
-]
-
-
-def hf_to_ours(name: str) -> str:
-    for old, new in RENAMES:
-        name = name.replace(old, new)
-    return name
+SPEC = lfm2_spec(d=D, n_heads=HEADS, n_kv=KV, ff=FF, attn=ATTN, n_layers=len(LAYER_TYPES), vocab=V)
+HF_TO_OURS = hf_name_map(SPEC)  # HF checkpoint name -> our parameter
 
 
 @pytest.fixture(scope="module")
@@ -67,19 +46,16 @@ def pair() -> tuple[torch.nn.Module, StarModel]:
                 p.normal_(0.0, p.shape[-1] ** -0.5)
             else:
                 p.copy_(1.0 + 0.2 * torch.randn_like(p))
-    spec = lfm2_spec(
-        d=D, n_heads=HEADS, n_kv=KV, ff=FF, attn=ATTN, n_layers=len(LAYER_TYPES), vocab=V
-    )
-    ours = StarModel(spec).eval()
-    hf_state = {hf_to_ours(k): v for k, v in hf.state_dict().items() if k != "lm_head.weight"}
+    ours = StarModel(SPEC).eval()
+    hf_state = {HF_TO_OURS[k]: v for k, v in hf.state_dict().items() if k != "lm_head.weight"}
     ours.load_state_dict(hf_state, strict=True)
     return hf, ours
 
 
 def test_hf_names_map_one_to_one(pair: tuple[torch.nn.Module, StarModel]) -> None:
     hf, ours = pair
-    mapped = {hf_to_ours(k) for k in hf.state_dict() if k != "lm_head.weight"}
-    assert mapped == set(ours.state_dict())
+    assert set(HF_TO_OURS) == set(hf.state_dict()) - {"lm_head.weight"}  # tied head
+    assert set(HF_TO_OURS.values()) == set(ours.state_dict())
 
 
 def test_logits_match_hf(pair: tuple[torch.nn.Module, StarModel]) -> None:

@@ -59,4 +59,6 @@ def test_tiny_reference_is_causal_and_decodes_incrementally(path: Path) -> None:
             parts.append(model(tokens[:, i : i + 1], cache=cache))
         parts.append(model(tokens[:, 16:], cache=cache))
         inc = torch.cat(parts, dim=1)
-    assert (inc - full).abs().max().item() < 1e-5
+    # 2e-5: float rounding of the fused kernels differs by CPU (seen: 5.9e-6 on Intel Xeon,
+    # 1.1e-5 on AMD EPYC for the MoE genome); a cache bug shows as 1e-2 or more
+    assert (inc - full).abs().max().item() < 2e-5

@@ -18,12 +18,20 @@ CFG = ProxyConfig(
 )
 
 
-def test_plan_workers_never_oversubscribes() -> None:
+def test_plan_workers_divides_the_cores_and_oversubscribes_only_what_is_configured() -> None:
     assert plan_workers(ProxyConfig(), cores=8) == (8, 1)
     assert plan_workers(ProxyConfig(threads=2), cores=8) == (4, 2)
     assert plan_workers(ProxyConfig(workers=3), cores=8) == (3, 2)
+    for cores in (1, 2, 3, 8, 13):
+        for config in (ProxyConfig(), ProxyConfig(threads=2), ProxyConfig(workers=3)):
+            w, t = plan_workers(config, cores=cores)
+            assert w >= 1 and t >= 1
+            # within the cores, unless a configured count alone exceeds them
+            assert w * t <= max(cores, config.threads or 1, config.workers or 1), (config, cores)
+    # a configured count is kept even where it oversubscribes
     assert plan_workers(ProxyConfig(threads=4), cores=2) == (1, 4)
-    w, t = plan_workers(ProxyConfig())
+    assert plan_workers(ProxyConfig(workers=3, threads=2), cores=2) == (3, 2)
+    w, t = plan_workers(ProxyConfig())  # this machine's cores
     assert w * t <= max(1, len(os.sched_getaffinity(0)))
 
 

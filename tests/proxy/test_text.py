@@ -1,4 +1,5 @@
-"""Real text: deterministic split, locally trained tokenizer, fixed-length windows."""
+"""Real text: a split deterministic across processes, locally trained tokenizer, fixed-length
+windows."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from star.proxy.text import (
     train_tokenizer,
     windows,
 )
+from tests.support.other_process import in_another_process
 
 PROSE = ("The quick brown fox jumps over the lazy dog. Naïve café owners serve crème brûlée "
          "while 東京 tourists photograph it; def f(x): return x ** 2  # code, too\n")
@@ -30,12 +32,17 @@ def write_corpus(root: Path, n_files: int = 24) -> Path:
     return root
 
 
-def test_split_is_deterministic_and_by_document_id(tmp_path: Path) -> None:
+def test_split_is_deterministic_across_processes_and_by_document_id(tmp_path: Path) -> None:
     root = write_corpus(tmp_path / "corpus")
     settings = TextSettings(corpus=root, val_fraction=0.25)
     a = load_corpus(settings, 1 << 20)
     assert a == load_corpus(settings, 1 << 20)
     assert a.train and a.val and not set(a.train) & set(a.val)
+    code = ("import json; from star.proxy.config import TextSettings;"
+            " from star.proxy.text import load_corpus;"
+            f" c = load_corpus(TextSettings(corpus={str(root)!r}, val_fraction=0.25), 1 << 20);"
+            " print(json.dumps([c.train_digest(), c.val]))")
+    assert in_another_process(code, hash_seed=1) == [a.train_digest(), list(a.val)]
     # Adding documents does not move existing ones between the splits.
     (root / "extra.txt").write_text("another document\n" * 50)
     b = load_corpus(settings, 1 << 20)
@@ -61,12 +68,38 @@ def test_jsonl_text_field_and_errors(tmp_path: Path) -> None:
         load_corpus(TextSettings(corpus=tmp_path / "missing"), 1 << 20)
 
 
-def test_stdlib_default_corpus_is_offline_and_split() -> None:
-    corpus = load_corpus(TextSettings(), 96 * 1024)
+def test_stdlib_builtin_corpus_is_offline_and_split() -> None:
+    settings = TextSettings(builtin="stdlib")
+    corpus = load_corpus(settings, 96 * 1024)
     assert corpus.source.startswith("stdlib:")
     assert corpus.train and corpus.val
     assert 0 < corpus.val_bytes < corpus.train_bytes
-    assert corpus == load_corpus(TextSettings(), 96 * 1024)
+    assert corpus == load_corpus(settings, 96 * 1024)
+
+
+def test_default_corpus_is_the_bundled_english_sampled_across_works() -> None:
+    corpus = load_corpus(TextSettings(), 256 * 1024)
+    assert corpus.source.startswith("english:")
+    assert 0 < corpus.val_bytes < corpus.train_bytes <= 256 * 1024
+    text = "".join(corpus.train)
+    assert " the " in text and "def " not in text  # prose, not code
+    # hash order samples many works even under a small budget, not the first file only
+    works = {"HAMLET" in t or "Hamlet" in t for t in corpus.train}
+    assert len(corpus.train) >= 6 and works == {True, False}
+    assert corpus == load_corpus(TextSettings(), 256 * 1024)
+
+
+def test_gzipped_user_corpus_reads_like_plain_text(tmp_path: Path) -> None:
+    import gzip
+
+    root = write_corpus(tmp_path / "plain")
+    zipped = tmp_path / "zipped"
+    zipped.mkdir()
+    for f in root.iterdir():
+        (zipped / (f.name + ".gz")).write_bytes(gzip.compress(f.read_bytes()))
+    a = load_corpus(TextSettings(corpus=root, val_fraction=0.25), 1 << 20)
+    b = load_corpus(TextSettings(corpus=zipped, val_fraction=0.25), 1 << 20)
+    assert sorted(a.train + a.val) == sorted(b.train + b.val)
 
 
 def test_tokenizer_trained_locally_round_trips_and_is_cached(tmp_path: Path) -> None:

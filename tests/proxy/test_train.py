@@ -34,12 +34,14 @@ def small_mix(cache_dir: Path, **kw: object) -> ProxyConfig:
 
 def metrics(r: ProxyResult) -> dict[str, object]:
     """The result without timings (which vary run to run)."""
-    drop = {"wall_time_s", "tokens_per_s"}
+    drop = {"wall_time_s", "cpu_time_s", "tokens_per_s"}
     doc = r.model_dump(exclude=drop)
     for m in doc["tasks"].values():
         m.pop("wall_time_s")
+        m.pop("cpu_time_s")
     if doc["text"]:
         doc["text"].pop("wall_time_s")
+        doc["text"].pop("cpu_time_s")
     return doc
 
 

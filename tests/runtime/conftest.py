@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.fixtures import runtime  # noqa: F401  (fixture)
+from tests.runtime.fixtures import phone_runtime, runtime  # noqa: F401  (fixtures)
 from tests.runtime.tiny_gguf import TinyConfig, write_tiny_gguf
 
 

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from star.cli import runtime as runtime_cli
 from star.runtime import RuntimeInfo, build, ensure_runtime
 from star.runtime.build import BUILD_FLAGS, vendored_commit
+from tests.support.wait import wait_for
 
 
 def _cli() -> typer.Typer:
@@ -74,16 +75,27 @@ def test_concurrent_builders_build_once(monkeypatch: pytest.MonkeyPatch, tmp_pat
     """Racing callers serialise on the lock; one builds, the others read its marker."""
     monkeypatch.setenv("STAR_CACHE_DIR", str(tmp_path))
     calls: list[int] = []
+    misses: list[Path] = []  # read_marker calls that found no build
+    read_marker = build.read_marker
+
+    def counting_read_marker(directory: Path) -> RuntimeInfo | None:
+        info = read_marker(directory)
+        if info is None:
+            misses.append(directory)
+        return info
 
     def fake_build(directory: Path, *, jobs: int, log: bool) -> RuntimeInfo:
         calls.append(1)
-        time.sleep(0.3)  # long enough for the others to queue on the lock
+        # the builder found no build twice (before and under the lock); the build is not
+        # done until the three others found none too: they race it, and queue on the lock
+        wait_for("the other callers to find no build", lambda: len(misses) >= 5, 30)
         directory.mkdir(parents=True, exist_ok=True)
         info = RuntimeInfo(**{**runtime.__dict__, "root": directory})
         build._write_marker(directory, info)
         return info
 
     monkeypatch.setattr(build, "_build", fake_build)
+    monkeypatch.setattr(build, "read_marker", counting_read_marker)
     results: list[RuntimeInfo] = []
     threads = [threading.Thread(target=lambda: results.append(ensure_runtime()))
                for _ in range(4)]
@@ -91,7 +103,7 @@ def test_concurrent_builders_build_once(monkeypatch: pytest.MonkeyPatch, tmp_pat
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(calls) == 1 and len(results) == 4
+    assert len(calls) == 1 and len(results) == 4 and len(misses) == 5
     assert len({r.root for r in results}) == 1 and results[0].root.parent == tmp_path / "llama.cpp"
 
 

@@ -36,6 +36,8 @@ def search_config(**overrides: Any) -> SearchConfig:
         "n_gen": 4, "objectives": ["params", "kv_bytes_per_token"],
         "budgets": [{"metric": "params", "max": 1.3}],
         "operators": {"layers": [2, 6]}, "proxy": PROXY, "poll_interval_s": 0.1,
+        # one setting unless a test is about settings: one job per candidate and class
+        "flash_attn": [False],
     }
     doc.update(overrides)
     return parse_search_config(doc, base_dir=ROOT)

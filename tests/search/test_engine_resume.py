@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from star.db import Database, repo
+from star.db.repo import lifecycle
 from star.db.store import ArtifactStore
 from star.search import store
 from star.search.engine import ReplayMismatch, SearchEngine
@@ -60,7 +61,7 @@ def test_crashed_and_resumed_run_equals_uninterrupted(db: Database,
     states = history(db, "b")
     assert [s["told"] for s in states] == [True, False] and states[1]["phase"] == "asked"
     with db.session_scope(readonly=True) as s:
-        assert store.resolve_run(s, "b").config["status"] == "running"  # nobody said otherwise
+        assert store.resolve_run(s, "b").status is RunStatus.RUNNING  # nobody said otherwise
 
     # a fresh engine crashes again after training generation 1 ...
     b2 = SearchEngine.open(db, artifacts, "b", force=True, on_phase=crash_at(1, "trained"))
@@ -82,7 +83,7 @@ def test_crashed_and_resumed_run_equals_uninterrupted(db: Database,
     assert frontier(db, "a") == frontier(db, "b") != []
     with db.session_scope(readonly=True) as s:
         run_b = store.resolve_run(s, "b")
-        assert run_b.config["status"] == "done"
+        assert run_b.status is RunStatus.DONE
         cands = repo.list_candidates(s, run_id=run_b.id)
     # one candidate per distinct genome; quality trained once each, params from the cost model
     assert len(cands) == len({g for st in hb for g in st["genome_ids"]})
@@ -101,14 +102,17 @@ def test_stop_flag_stops_between_phases_and_resume_matches(any_db: Database,
     def request_stop(index: int, phase: str) -> None:
         if (index, phase) == (1, "prescreened"):
             with db.session_scope() as s:
-                store.update_run_config(s, run_id=engine.run_id, stop_requested=True)
+                lifecycle.request_stop(s, run_id=engine.run_id)
 
     engine = SearchEngine.create(db, artifacts, search_config(name="stopped"),
                                  on_phase=request_stop)
     assert engine.run() is RunStatus.STOPPED
     with db.session_scope(readonly=True) as s:
-        cfg = store.resolve_run(s, "stopped").config
-    assert cfg["status"] == "stopped" and cfg["stop_requested"] is True
+        snap = store.resolve_run(s, "stopped")
+    assert snap.status is RunStatus.STOPPED and snap.stop_requested is True
+    # an engine that is not a user's resume (a coordinator adopting it) obeys the stop
+    assert SearchEngine.open(db, artifacts, "stopped", resume=False).run() is RunStatus.STOPPED
+    assert [s["phase"] for s in history(db, "stopped")] == ["told", "prescreened"]
     assert [s["phase"] for s in history(db, "stopped")] == ["told", "prescreened"]
     assert SearchEngine.open(db, artifacts, "stopped").run() is RunStatus.DONE
     ref, stopped = history(db, "ref"), history(db, "stopped")
@@ -131,8 +135,8 @@ def test_replay_refuses_a_different_history(any_db: Database, artifacts: Artifac
     with pytest.raises(ReplayMismatch, match="generation 0: replay asked other genomes"):
         SearchEngine.open(db, artifacts, "r").run()
     with db.session_scope(readonly=True) as s:
-        cfg = store.resolve_run(s, "r").config
-    assert cfg["status"] == "failed" and "ReplayMismatch" in cfg["status_reason"]
+        snap = store.resolve_run(s, "r")
+    assert snap.status is RunStatus.FAILED and "ReplayMismatch" in (snap.status_reason or "")
 
 
 def test_a_running_run_is_not_resumed_twice(db: Database, artifacts: ArtifactStore) -> None:

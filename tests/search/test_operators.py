@@ -20,6 +20,7 @@ from star.search.operators import (
     genome_key,
 )
 from tests.conftest import GENOMES
+from tests.support.other_process import in_another_process
 
 SEED = load_genome(GENOMES / "lfm2-350m.yaml").genes
 
@@ -53,10 +54,13 @@ def _run(seed: int, generations: int) -> list[list[str]]:
     return asked
 
 
-def test_ask_tell_is_deterministic_and_valid() -> None:
+def test_ask_tell_is_deterministic_across_processes_and_valid() -> None:
     a = _run(seed=11, generations=3)
     b = _run(seed=11, generations=3)
     assert a == b
+    code = ("import json; from tests.search.test_operators import _run;"
+            " print(json.dumps(_run(seed=11, generations=3)))")
+    assert in_another_process(code, hash_seed=1) == a  # another str-hash salt, same genomes
     assert a[0][0] == Genome(SEED).genome_id  # seed genome first
     c = _run(seed=12, generations=3)
     assert c[1:] != a[1:]

@@ -47,7 +47,7 @@ def test_impossible_budgets_are_refused_before_the_run() -> None:
                             {"metric": "params", "max": -1}])
     assert got[0].startswith("budgets[0].max: 0.001 is below"), got
     assert "smallest possible model" in got[0]
-    assert got[1].startswith("budgets[1].max: -1.0 is negative"), got
+    assert got[1].startswith("budgets[1].max: -1 is negative"), got
     # native LFM2 width: 65,536 x 64 embedding = 4.19 M parameters at least
     got = problems(deploy_scale="native", budgets=[{"metric": "params", "max": 1.0}])
     assert got[0].startswith("budgets[0].max: 1 is below 4.19"), got

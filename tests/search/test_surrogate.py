@@ -1,13 +1,17 @@
 """Surrogate-assisted pre-selection: accurate enough to rank, deterministic, replayable.
 
-The "device" here is a small simulated one (not the benchmark's): per-kind kernel efficiencies,
-per-layer and fixed overheads, compute buffers and multiplicative noise seeded by the genome id,
-so it deviates from the analytic cost model the way a device does.
+The surrogate is judged on a simulated device that was not built from its features
+(``tests/support/device_oracle.py``: its own matrix counts, micro-batched prefill, masked
+attention tiles, a Q6_K output head, padded KV cells, compute buffers, its own loss law, and
+multiplicative noise seeded by the genome id), so a good score is not the ridge solver
+recovering the formula it was fitted with.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pytest
@@ -15,13 +19,10 @@ from pymoo.core.evaluator import Evaluator
 from pymoo.core.problem import Problem
 from pymoo.problems.static import StaticProblem
 
-from star.cost import Quant, count_params, prefill_flops, ttft_seconds
-from star.cost.flops import matmul_params_per_token
+from star.cost import Quant, count_params, prefill_flops
 from star.cost.memory import kv_bytes, state_bytes, weight_bytes
-from star.cost.roofline import DeviceRoofline
 from star.genome import VECTOR_LENGTH, Genome, load_genome
 from star.genome.encoding import LOWER, UPPER
-from star.genome.spec import ArchSpec, AttentionSpec, ShortConvSpec, SSMSpec, TokenMixer
 from star.search.config import OperatorSettings, SearchConfig
 from star.search.evaluate import MISSING
 from star.search.objectives import parse_metric
@@ -31,8 +32,10 @@ from star.search.runtime_fit import make_constraint
 from star.search.surrogate import Archive, Ridge, Surrogate, budget_value, rank_space
 from tests.conftest import GENOMES
 from tests.search.conftest import search_config
+from tests.support import device_oracle
+from tests.support.device_oracle import LAPTOP, PER_UNIT, Device
 
-CONTEXT = 2048
+CONTEXT = device_oracle.CONTEXT
 LIMIT = 600.0  # peak RSS budget, MiB
 OBJECTIVES = [parse_metric(n) for n in ("quality", f"ttft_ms@{CONTEXT}/x86",
                                         f"peak_rss_mb@{CONTEXT}/x86")]
@@ -42,32 +45,9 @@ SEEDS = [BASE, load_genome(GENOMES / "lfm2-350m-swa.yaml").genes]
 CONSTRAINT = make_constraint(lambda g: g.to_spec())
 
 
-def device(spec: ArchSpec, genome_id: str) -> np.ndarray:
-    """(quality, TTFT ms, peak RSS MiB) of a simulated device + proxy training."""
-    eff = 1e3 / 150e9  # ms per FLOP at full efficiency
-    ms = 2 * matmul_params_per_token(spec) * CONTEXT * eff / 0.7
-    for layer in spec.layers:
-        m = layer.mixer
-        if isinstance(m, AttentionSpec):
-            ms += 4 * m.n_heads * m.head_dim * CONTEXT * (CONTEXT + 1) / 2 * eff / 0.25
-        elif isinstance(m, ShortConvSpec):
-            ms += CONTEXT * 2 * (m.kernel + 1) * spec.d_model * eff / 0.2
-        elif isinstance(m, SSMSpec):
-            ms += CONTEXT * 5 * m.d_inner * m.state * eff / 0.1
-    ms += 0.5 * spec.n_layers + 10.0
-    rss = (weight_bytes(spec, Quant.Q4_0) + kv_bytes(spec, CONTEXT) + state_bytes(spec)
-           + 2048 * 4 * spec.d_model * 8) / 2**20 + 40.0
-    n = max(count_params(spec).non_embedding, 1)
-    share = len(spec.layers_of(TokenMixer.ATTENTION)) / max(spec.n_layers, 1)
-    quality = 2.0 + 300.0 * n**-0.3 + 0.2 * math.exp(-6.0 * share)
-    noise = np.exp(np.array([0.01, 0.03, 0.02])
-                   * np.random.default_rng(int(genome_id[:16], 16)).standard_normal(3))
-    return np.array([quality, ms, rss]) * noise
-
-
-def told(vec: tuple[int, ...]) -> tuple[np.ndarray, list[float]]:
-    """F and G as ``star.search.evaluate`` forms them."""
-    f = device(Genome(vec).to_spec(), genome_key(vec))
+def told(vec: tuple[int, ...], device: Device = LAPTOP) -> tuple[np.ndarray, list[float]]:
+    """F and G as ``star.search.evaluate`` forms them, measured on the simulated device."""
+    f = device_oracle.measure(Genome(vec).to_spec(), genome_key(vec), device)
     return f, [(f[2] - LIMIT) / LIMIT, 0.0]
 
 
@@ -104,27 +84,91 @@ def test_budget_value_inverts_evaluate() -> None:
     assert budget_value(3.0 - 0.0, 0.0) == pytest.approx(3.0)
 
 
-def test_predictions_rank_held_out_genomes_better_than_the_analytic_model() -> None:
-    genomes = sample(90, seed=1)
+# ---- judged on the simulated device ----------------------------------------------------------
+
+JUDGED_SEEDS = (1, 2, 3, 4, 5, 6)  # samples of 90 genomes each: 50 told, the rest held out
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One sample's held-out figures. ``fitted`` and ``analytic``: Spearman correlations with
+    the device's (quality, TTFT, peak RSS) of the surrogate fitted on the told genomes and of
+    the analytic model it starts from (the same surrogate with nothing told: non-embedding
+    parameters, prefill FLOPs, the RSS lower bound). ``feasible_*``: the share of held-out
+    genomes on which each agrees with the device about the RSS budget. ``ttft_rmse_*``: log
+    TTFT errors, the analytic model scaled by its mean ratio to the device."""
+
+    fitted: np.ndarray
+    analytic: np.ndarray
+    feasible_fitted: float
+    feasible_analytic: float
+    ttft_rmse_fitted: float
+    ttft_rmse_analytic: float
+
+
+@cache
+def judged(seed: int, device: Device) -> Judged:
+    genomes = sample(90, seed=seed)
     train, test = genomes[:50], genomes[50:]
     archive = Archive()
-    rows = [told(v) for v in train]
+    rows = [told(v, device) for v in train]
     archive.add(np.array(train), np.array([f for f, _ in rows]), np.array([g for _, g in rows]))
-    model = surrogate().fit(archive)
-    F_pred, G_pred = model.predict(test)
-    truth = rank_space(np.array([told(v)[0] for v in test]))
-    for j in range(3):
-        assert spearman(F_pred[:, j], truth[:, j]) > 0.9, OBJECTIVES[j].name
-    # the device deviates from the roofline (attention and conv run below peak, overheads,
-    # buffers): the fitted model is closer than the analytic one, scaled by its mean ratio
-    roof = np.log([ttft_seconds(Genome(v).to_spec(), CONTEXT, DeviceRoofline("r", 20e9, 150e9),
-                                Quant.Q4_0) * 1e3 for v in test])
-    roof += np.mean(truth[:, 1] - roof)
-    assert np.sqrt(np.mean((F_pred[:, 1] - truth[:, 1]) ** 2)) < 0.6 * np.sqrt(
-        np.mean((roof - truth[:, 1]) ** 2))
-    # the budget column is predicted in MiB: feasibility agrees for most held-out genomes
+    F_fit, G_fit = surrogate().fit(archive).predict(test)
+    F_ana, G_ana = surrogate().fit(Archive()).predict(test)
+    truth = rank_space(np.array([told(v, device)[0] for v in test]))
     feasible = np.exp(truth[:, 2]) <= LIMIT
-    assert np.mean((G_pred[:, 0] <= 0) == feasible) > 0.85
+    scaled = F_ana[:, 1] + np.mean(truth[:, 1] - F_ana[:, 1])
+    return Judged(
+        fitted=np.array([spearman(F_fit[:, j], truth[:, j]) for j in range(3)]),
+        analytic=np.array([spearman(F_ana[:, j], truth[:, j]) for j in range(3)]),
+        feasible_fitted=float(np.mean((G_fit[:, 0] <= 0) == feasible)),
+        feasible_analytic=float(np.mean((G_ana[:, 0] <= 0) == feasible)),
+        ttft_rmse_fitted=float(np.sqrt(np.mean((F_fit[:, 1] - truth[:, 1]) ** 2))),
+        ttft_rmse_analytic=float(np.sqrt(np.mean((scaled - truth[:, 1]) ** 2))),
+    )
+
+
+def test_fitted_surrogate_ranks_held_out_quality_and_memory_better_than_the_analytic_model(
+) -> None:
+    results = [judged(seed, LAPTOP) for seed in JUDGED_SEEDS]
+    margin = np.array([r.fitted - r.analytic for r in results])  # (seed, objective)
+    # quality: the loss law's exponent, the recall and aspect terms are learnt from told losses
+    assert np.all(margin[:, 0] > 0.02) and margin[:, 0].mean() > 0.04, margin[:, 0]
+    # peak RSS: compute buffers, the Q6_K head and padded KV cells on top of the lower bound
+    # (which already ranks well, so the margin is asked of the mean; no sample may lose)
+    assert np.all(margin[:, 2] > -0.005) and margin[:, 2].mean() > 0.015, margin[:, 2]
+    assert all(r.fitted[0] > 0.94 and r.fitted[2] > 0.96 for r in results)
+    # the budget column is predicted in MiB: feasibility agrees for nearly every held-out
+    # genome, more often than by the lower bound (which admits whatever it underestimates)
+    assert all(r.feasible_fitted >= 0.95 for r in results)
+    assert sum(r.feasible_fitted for r in results) > sum(r.feasible_analytic for r in results)
+
+
+TTFT_NOISE = device_oracle.NOISE[1]  # the device's run-to-run spread (log sd)
+
+
+def _assert_ttft_learnt(results: list[Judged]) -> None:
+    margin = np.array([r.fitted[1] - r.analytic[1] for r in results])
+    assert np.all(margin > -0.005) and margin.mean() > 0.015, margin
+    rmse = [r.ttft_rmse_fitted for r in results]
+    assert max(rmse) < 1.5 * TTFT_NOISE, rmse  # down to the device's own noise
+
+
+def test_fitted_surrogate_predicts_held_out_ttft_to_the_noise_of_a_per_unit_device() -> None:
+    """PER_UNIT spends a fixed time per unit of each kind of work (the surrogate's assumption)
+    but its costs are its own: micro-batches, masked attention tiles, softmax traffic, SSM
+    steps, the head for the last token only. Prefill FLOPs already rank TTFT well (about
+    0.95); the fitted model ranks better and its errors are the device's noise."""
+    _assert_ttft_learnt([judged(seed, PER_UNIT) for seed in JUDGED_SEEDS])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "TTFT features (star.search.features) give every dense matmul one efficiency: a device "
+    "whose matmuls are slower for narrow matrices and for routed experts is learnt to about "
+    "0.2 log-RMSE, ranked no better than by FLOPs"))
+def test_fitted_surrogate_predicts_held_out_ttft_when_efficiency_depends_on_width_and_experts(
+) -> None:
+    _assert_ttft_learnt([judged(seed, LAPTOP) for seed in JUDGED_SEEDS])
 
 
 def test_without_data_the_analytic_model_orders_and_bounds() -> None:
@@ -254,3 +298,25 @@ def test_runs_stored_before_the_surrogate_replay_without_it() -> None:
     stored = SearchConfig.model_validate(doc, context={"stored": True})
     assert stored.operators.surrogate is False
     assert SearchConfig.model_validate(doc).operators.surrogate is True
+
+
+def test_a_cost_is_never_predicted_far_below_every_told_ratio() -> None:
+    """A genome unlike every told one can extrapolate the ratio (measured / analytic) to zero
+    or below; the prediction then stays at half the lowest told ratio instead of 1e-3 of the
+    mean (once 1000x too cheap, which pre-selection favours)."""
+    from star.search.features import Costs, features
+
+    key = parse_metric("ttft_ms@2048/x86")
+    model = Surrogate([key], [], lambda g: g.to_spec(), Quant.Q4_0, min_points=2)
+    archive = Archive()
+    genomes = sample(12, 0)
+    told_ = [features(key, Costs.of(Genome(g).to_spec(), Quant.Q4_0)).base * 2.0
+             for g in genomes]  # a device exactly 2x the analytic base
+    archive.add(np.array(genomes), np.array(told_)[:, None], np.zeros((len(genomes), 1)))
+    model.fit(archive)
+    # a model that extrapolates to a negative ratio for this genome
+    model.models[key.name].predict = lambda X: (np.full(len(X), -5.0),  # type: ignore
+                                                     np.zeros(len(X)))
+    log_pred, _, _ = model.predict_log(key, [genomes[0]])
+    base = features(key, Costs.of(Genome(genomes[0]).to_spec(), Quant.Q4_0)).base
+    assert math.exp(log_pred[0]) == pytest.approx(base * 1.0, rel=1e-3)  # 0.5 x ratio 2.0

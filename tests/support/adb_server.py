@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import adbutils
 
 from tests.support.emulated_phone import EmulatedPhone
+from tests.support.wait import wait_for
 
 
 def free_port() -> int:
@@ -71,9 +71,10 @@ class AdbServer:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
                 log_text = self.log_path.read_text(errors="replace")
                 raise RuntimeError(f"adb server exited: {log_text}")
             # probe with a bare socket first: adbutils answers a refused connection by running
@@ -81,11 +82,16 @@ class AdbServer:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 self.client().server_version()
-                return self
+                return True
             except (adbutils.AdbError, OSError):
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"adb server on port {self.port} did not answer within {timeout}s")
+                return False
+
+        try:
+            wait_for(f"the adb server on port {self.port} to answer", answers, timeout)
+        except AssertionError:
+            self.stop()
+            raise
+        return self
 
     def client(self) -> adbutils.AdbClient:
         return adbutils.AdbClient(host="127.0.0.1", port=self.port, socket_timeout=30)
@@ -108,14 +114,8 @@ class AdbServer:
         return None
 
     def wait_state(self, serial: str, state: str | None, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = self.state(serial)
-            if last == state:
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"{serial} is {last!r}, not {state!r}, after {timeout}s")
+        wait_for(f"{serial} to be {state!r}", lambda: self.state(serial) == state, timeout,
+                 on_timeout=lambda: f"{serial} is {self.state(serial)!r}")
 
     def connect(self, address: str, *, state: str = "device", timeout: float = 20.0) -> None:
         """``adb connect address`` and wait until the server lists it in ``state``."""

@@ -5,6 +5,11 @@ included, then talks to it exactly as to a phone on the lab bench. Shell command
 a bubblewrap sandbox (see ``adb_sandbox``), so an x86 llama-bench pushed "to the phone" runs, and
 its /proc/<pid>/status is the host's.
 
+Like a real phone it presents heterogeneous cores (``cores``: per-CPU ``cpuinfo_max_freq`` and
+``cpu_capacity``), ``dumpsys thermalservice`` (the HAL's temperatures mirror the thermal zones,
+with the platform's thermal status derived from the hottest), and it runs aarch64 executables
+(through qemu-aarch64, see ``adb_sandbox``), so the agent's real phone build runs on it.
+
 Test control API (all thread-safe, usable while clients are connected):
 ``set_props``, ``set_meminfo``, ``set_thermal``, ``set_thermalservice``, ``disconnect`` /
 ``allow_reconnect``, ``set_authorized``, ``services`` (log of services and sync requests),
@@ -24,9 +29,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support.adb_sandbox import Sandbox
+from tests.support.adb_sandbox import MODERN_FEATURES, Sandbox
 from tests.support.adb_services import open_service
 from tests.support.adb_wire import (
     A_AUTH,
@@ -57,7 +63,7 @@ DEFAULT_PROPS = {
     "ro.product.model": "STAR Emulated Phone",
     "ro.product.device": "star_emu",
     "ro.product.manufacturer": "STAR lab",
-    "ro.product.cpu.abi": "x86_64",  # honest: the binaries it runs are the host's
+    "ro.product.cpu.abi": "arm64-v8a",  # runs aarch64 binaries (qemu), and the host's too
     "ro.soc.model": "EMU-X86",
     "ro.board.platform": "emulated",
     "ro.hardware": "emulated",
@@ -65,6 +71,15 @@ DEFAULT_PROPS = {
     "ro.build.version.sdk": "34",
     "ro.serialno": "EMU0001",
 }
+
+
+def thermal_status(max_c: float) -> int:
+    """The platform thermal status (0 none, 1 light, 2 moderate, 3 severe, 4 critical) a phone
+    reports at this temperature; the bands are typical of a vendor's thermal HAL config."""
+    for status, below in enumerate((40.0, 45.0, 50.0, 60.0)):
+        if max_c < below:
+            return status
+    return 4
 
 
 def thermalservice_text(status: int, temperatures: dict[str, float]) -> str:
@@ -99,10 +114,15 @@ class EmulatedPhone:
         hide_paths: tuple[str, ...] = (),
         sandbox_root: Path | None = None,
         max_payload: int = MAX_PAYLOAD,
+        cores: Sequence[tuple[int, int]] | None = None,
+        cpu_features: str = MODERN_FEATURES,
+        qemu_cpu: str | None = None,
     ) -> None:
         self.sandbox = Sandbox(
-            sandbox_root, mode=sandbox_mode, hide_time=hide_time, hide_paths=hide_paths
+            sandbox_root, mode=sandbox_mode, hide_time=hide_time, hide_paths=hide_paths,
+            cores=cores, cpu_features=cpu_features, qemu_cpu=qemu_cpu,
         )
+        self._thermalservice_auto = True  # mirror the zones until a test sets its own text
         try:
             self._props = dict(DEFAULT_PROPS)
             self._props.update(props or {})
@@ -176,11 +196,18 @@ class EmulatedPhone:
         self.sandbox.set_meminfo(text)
 
     def set_thermal(self, zones: dict[str, float]) -> None:
-        """Thermal zones (type -> degrees C) as /sys/class/thermal/thermal_zoneN/{type,temp}."""
+        """Thermal zones (type -> degrees C) as /sys/class/thermal/thermal_zoneN/{type,temp},
+        and (unless a test set its own) ``dumpsys thermalservice`` with the same temperatures
+        and the status they imply."""
         self.sandbox.set_thermal_zones(list(zones.items()))
+        if self._thermalservice_auto:
+            status = thermal_status(max(zones.values(), default=25.0))
+            self.sandbox.set_dumpsys("thermalservice", thermalservice_text(status, zones))
 
     def set_thermalservice(self, text: str | None) -> None:
-        """The answer of ``dumpsys thermalservice`` (None: the service does not exist)."""
+        """The answer of ``dumpsys thermalservice`` (None: the service does not exist); from
+        now on ``set_thermal`` leaves it alone."""
+        self._thermalservice_auto = False
         self.sandbox.set_dumpsys("thermalservice", text)
 
     def set_authorized(self, authorized: bool) -> None:

@@ -7,10 +7,17 @@ It answers ``--help`` like a recent llama-bench and, per ``mode``:
 - "sleep": sleeps ``sleep_s`` (``exec sleep``, same pid) before answering, for deadlines and
   disconnects;
 - "oom": kills itself with SIGKILL, as Android's low-memory killer would (exit 137).
+
+``noise_pct``: the spread of successive benchmark runs (one entry per process, in the order they
+run; then 0): sample i of a run is ``base * (1 + pct * i / 100)``, so a run with a large entry
+is "noisy" (stddev/median well above 0.1) and a later run with 0 is not. The run count is kept
+in ``.runs`` next to the script, so it holds across processes (and on the emulated phone).
+``commit``: the ``build_commit`` it reports.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 HELP = """\
@@ -18,6 +25,7 @@ usage: llama-bench [options]
 
 options:
   -h, --help
+  --version                                 show version and build info
   --numa <distribute|isolate|numactl>       numa mode (default: disabled)
   -r, --repetitions <n>                     number of times to repeat each test (default: 5)
   --prio <-1|0|1|2|3>                       process/thread priority (default: 0)
@@ -52,6 +60,9 @@ while [ "$#" -gt 0 ]; do
     -h|--help) cat <<'HELP_EOF'
 {help}HELP_EOF
       exit 0;;
+    --version) echo "version: 0.0.0-fake (build 1, commit {commit})" >&2
+      echo "built with sh for a fake" >&2
+      exit 0;;
     -p) p=$2; shift;;
     -n) n=$2; shift;;
     -d) d=$2; shift;;
@@ -63,6 +74,15 @@ while [ "$#" -gt 0 ]; do
   shift
 done
 mode={mode}
+here=$(dirname "$0")
+runs=$(cat "$here/.runs" 2>/dev/null || echo 0)
+echo $((runs + 1)) > "$here/.runs"
+pct=0
+k=0
+for x in {noise}; do
+  if [ "$k" -eq "$runs" ]; then pct=$x; fi
+  k=$((k + 1))
+done
 if [ "$mode" = sleep ]; then exec sleep {sleep_s}; fi
 if [ "$mode" = oom ]; then kill -9 $$; fi
 if [ "{delay_s}" != 0 ]; then sleep {delay_s}; fi
@@ -74,13 +94,14 @@ while [ "$i" -lt "$r" ]; do
   else
     v=$(( n * 2000000 + d * 100 + i * 1000 ))
   fi
+  v=$(( v + v * pct * i / 100 ))
   samples="$samples${{samples:+, }}$v"
   i=$((i + 1))
 done
 cat <<JSON_EOF
 [
   {{
-    "build_commit": "fake0001",
+    "build_commit": "{commit}",
     "build_number": 1,
     "cpu_mask": "$mask",
     "n_threads": $t,
@@ -97,22 +118,37 @@ JSON_EOF
 """
 
 
-def expected_samples_ns(*, n_prompt: int, n_gen: int, n_depth: int, repetitions: int) -> list[int]:
-    """The samples the "ok" fake prints for one test."""
+def expected_samples_ns(
+    *, n_prompt: int, n_gen: int, n_depth: int, repetitions: int, noise_pct: int = 0
+) -> list[int]:
+    """The samples the "ok" fake prints for one test (``noise_pct``: that run's spread)."""
     if n_gen == 0:
-        return [n_prompt * 1_000_000 + i * 1000 for i in range(repetitions)]
-    return [n_gen * 2_000_000 + n_depth * 100 + i * 1000 for i in range(repetitions)]
+        base = [n_prompt * 1_000_000 + i * 1000 for i in range(repetitions)]
+    else:
+        base = [n_gen * 2_000_000 + n_depth * 100 + i * 1000 for i in range(repetitions)]
+    return [v + v * noise_pct * i // 100 for i, v in enumerate(base)]
 
 
 def write_fake_llama_bench(
-    directory: Path, *, mode: str = "ok", sleep_s: float = 60, delay_s: float = 0
+    directory: Path,
+    *,
+    mode: str = "ok",
+    sleep_s: float = 60,
+    delay_s: float = 0,
+    noise_pct: Sequence[int] = (),
+    commit: str = "fake0001",
 ) -> Path:
     """Write ``directory/llama-bench`` (executable) and return its path. ``delay_s``: "ok"
     mode waits that long (in a child ``sleep``, keeping its own pid alive) before printing."""
     if mode not in ("ok", "sleep", "oom"):
         raise ValueError(f"mode must be ok, sleep or oom, not {mode!r}")
+    if any(not isinstance(x, int) or x < 0 for x in noise_pct):
+        raise ValueError("noise_pct must be non-negative integers")
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / ".runs").unlink(missing_ok=True)
     path = directory / "llama-bench"
-    path.write_text(_SCRIPT.format(mode=mode, help=HELP, sleep_s=sleep_s, delay_s=delay_s))
+    noise = " ".join(str(x) for x in noise_pct) or "0"
+    path.write_text(_SCRIPT.format(mode=mode, help=HELP, sleep_s=sleep_s, delay_s=delay_s,
+                                   noise=noise, commit=commit))
     path.chmod(0o755)
     return path

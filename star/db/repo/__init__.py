@@ -1,7 +1,13 @@
 """Repository functions: the only code that reads or writes rows. Each takes a session from
 ``Database.session_scope()`` and returns frozen snapshots (``star.db.snapshots``)."""
 
-from star.db.repo.artifacts import get_artifact, import_artifact, list_artifacts, register_artifact
+from star.db.repo.artifacts import (
+    get_artifact,
+    import_artifact,
+    link_artifact,
+    list_artifacts,
+    register_artifact,
+)
 from star.db.repo.devices import (
     authenticate,
     create_device,
@@ -31,6 +37,7 @@ from star.db.repo.runs import (
     add_candidate,
     create_generation,
     create_run,
+    delete_run,
     genome_hash,
     get_candidate,
     get_run,
@@ -51,6 +58,7 @@ __all__ = [
     "create_generation",
     "create_profile_job",
     "create_run",
+    "delete_run",
     "fail_job",
     "genome_hash",
     "get_artifact",
@@ -63,6 +71,7 @@ __all__ = [
     "hash_token",
     "heartbeat_job",
     "import_artifact",
+    "link_artifact",
     "lease_job",
     "list_artifacts",
     "list_candidates",

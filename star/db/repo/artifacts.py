@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from star.db.errors import NotFoundError
-from star.db.models import Artifact
+from star.db.models import Artifact, CandidateArtifact
 from star.db.session import db_now
 from star.db.snapshots import ArtifactSnapshot
 from star.db.store import ArtifactStore
@@ -56,9 +56,11 @@ def import_artifact(
     format: str = "gguf",
     candidate_id: int | None = None,
 ) -> ArtifactSnapshot:
-    """Copy ``source`` into the store and register it (what the search calls after export)."""
+    """Copy ``source`` into the store and register it (what the search calls after export);
+    with ``candidate_id``, the file is linked to that candidate even when another candidate
+    (the same genome in another run) registered the same content first."""
     relative, sha, size = store.put_file(source, fmt=format)
-    return register_artifact(
+    art = register_artifact(
         session,
         sha256=sha,
         size_bytes=size,
@@ -67,6 +69,17 @@ def import_artifact(
         quant=quant,
         candidate_id=candidate_id,
     )
+    if candidate_id is not None:
+        link_artifact(session, candidate_id=candidate_id, artifact_id=art.id)
+    return art
+
+
+def link_artifact(session: Session, *, candidate_id: int, artifact_id: int) -> None:
+    """Record that ``artifact_id`` is a deployment file of ``candidate_id`` (idempotent)."""
+    exists = session.get(CandidateArtifact, (candidate_id, artifact_id))
+    if exists is None:
+        session.add(CandidateArtifact(candidate_id=candidate_id, artifact_id=artifact_id))
+        session.flush()
 
 
 def get_artifact(session: Session, artifact_id: int) -> ArtifactSnapshot:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from star.db.device_class import DeviceClass
 from star.db.errors import ConflictError, ForbiddenError, NotFoundError
 from star.db.models import Artifact, Device, Job, JobState
 from star.db.session import db_now, rowcount
@@ -178,7 +179,7 @@ def lease_job(
     ).all()
     expires = now + timedelta(seconds=lease_seconds)
     for job_id, tags in queued:
-        if not set(tags or ()) <= set(device.tags):
+        if not DeviceClass(device.kind, tuple(tags or ())).serves(device.kind, device.tags):
             continue
         token = secrets.token_hex(16)
         result = session.execute(
@@ -306,7 +307,9 @@ def release_device_jobs(session: Session, *, device_id: int, reason: str) -> lis
     return released
 
 
-def cancel_job(session: Session, *, job_id: int) -> JobSnapshot:
+def cancel_job(session: Session, *, job_id: int, reason: str | None = None) -> JobSnapshot:
+    """Cancel a queued or leased job; ``reason`` is kept as its last error (the search cancels
+    at a generation deadline, an operator by hand)."""
     row = session.get(Job, job_id)
     if row is None:
         raise NotFoundError(f"no job with id {job_id}")
@@ -314,6 +317,8 @@ def cancel_job(session: Session, *, job_id: int) -> JobSnapshot:
         raise ConflictError(f"job {job_id} is already {row.state.value}")
     now = db_now(session)
     row.state = JobState.CANCELLED
+    if reason is not None:
+        row.last_error = reason
     row.finished_at = now
     row.updated_at = now
     row.lease_expires_at = None

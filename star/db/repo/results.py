@@ -145,6 +145,7 @@ def submit_result(
                 )
                 .values(
                     state=JobState.DONE,
+                    attempts=Job.attempts + 1,  # a finished job counts the attempt that did it
                     idempotency_key=idempotency_key,
                     finished_at=now,
                     updated_at=now,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from sqlalchemy import select
@@ -11,15 +9,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from star.db.errors import AlreadyExistsError, NotFoundError
-from star.db.models import Candidate, Generation, Run
-from star.db.session import db_now
+from star.db.models import Candidate, CandidateRole, Generation, Run
+from star.db.session import db_now, rowcount
 from star.db.snapshots import CandidateSnapshot, GenerationSnapshot, RunSnapshot
+from star.genome.identity import content_hash
 
 
 def genome_hash(genome: dict[str, Any]) -> str:
-    """A genome's identity: sha256 of its canonical JSON (never Python's salted ``hash``)."""
-    canonical = json.dumps(genome, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    """A stored genome document's identity (``star.genome.identity``: equals the genome id)."""
+    return content_hash(genome)
 
 
 def create_run(
@@ -85,6 +83,8 @@ def add_candidate(
     arch_spec: dict[str, Any] | None = None,
     analytic_costs: dict[str, Any] | None = None,
     proxy_metrics: dict[str, Any] | None = None,
+    role: CandidateRole = CandidateRole.CANDIDATE,
+    label: str | None = None,
 ) -> CandidateSnapshot:
     """Add a candidate; a genome already in the run returns the existing candidate."""
     digest = genome_hash(genome)
@@ -97,6 +97,8 @@ def add_candidate(
         analytic_costs=analytic_costs,
         proxy_metrics=proxy_metrics,
         created_at=db_now(session),
+        role=CandidateRole(role).value,
+        label=label,
     )
     try:
         with session.begin_nested():
@@ -118,6 +120,7 @@ def update_candidate(
     arch_spec: dict[str, Any] | None = None,
     analytic_costs: dict[str, Any] | None = None,
     proxy_metrics: dict[str, Any] | None = None,
+    export_error: str | None = None,
 ) -> CandidateSnapshot:
     """Set the given (non-None) figures of a candidate."""
     row = session.get(Candidate, candidate_id)
@@ -129,6 +132,8 @@ def update_candidate(
         row.analytic_costs = analytic_costs
     if proxy_metrics is not None:
         row.proxy_metrics = proxy_metrics
+    if export_error is not None:
+        row.export_error = export_error[:4000]
     session.flush()
     return CandidateSnapshot.of(row)
 
@@ -147,3 +152,51 @@ def list_candidates(
     if generation_id is not None:
         query = query.where(Candidate.generation_id == generation_id)
     return [CandidateSnapshot.of(r) for r in session.scalars(query)]
+
+
+def delete_run(session: Session, *, run_id: int) -> dict[str, Any]:
+    """Delete a run with everything it made: generations, candidates, their profile jobs and
+    measurements, and their artifact rows. Returns the counts and the artifact paths (relative
+    to the store) whose files the caller removes once the transaction has committed. A running
+    run is refused (stop it first): its engine would write into rows that no longer exist."""
+    from sqlalchemy import delete
+
+    from star.db.errors import ConflictError
+    from star.db.models import Artifact, CandidateArtifact, Job, Measurement, RunStatus
+
+    row = session.scalars(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no run with id {run_id}")
+    if row.status == RunStatus.RUNNING.value:
+        raise ConflictError(f"run {row.name!r} is running: stop it first (`star search stop`)")
+    cids = list(session.scalars(select(Candidate.id).where(Candidate.run_id == run_id)))
+    jobs = list(session.scalars(select(Job.id).where(Job.candidate_id.in_(cids)))) if cids else []
+    linked: set[int] = set()
+    if cids:
+        linked = set(session.scalars(select(CandidateArtifact.artifact_id)
+                                     .where(CandidateArtifact.candidate_id.in_(cids))))
+    counts: dict[str, Any] = {"candidates": len(cids), "jobs": len(jobs)}
+    counts["measurements"] = rowcount(session.execute(
+        delete(Measurement).where(Measurement.job_id.in_(jobs)))) if jobs else 0
+    if jobs:
+        session.execute(delete(Job).where(Job.id.in_(jobs)))
+    if cids:
+        session.execute(delete(CandidateArtifact)
+                        .where(CandidateArtifact.candidate_id.in_(cids)))
+    # a file another run's candidate, a job or a measurement still uses stays
+    used = set(session.scalars(select(CandidateArtifact.artifact_id)
+                               .where(CandidateArtifact.artifact_id.in_(linked))))
+    used |= set(session.scalars(select(Job.artifact_id).where(Job.artifact_id.in_(linked))))
+    used |= set(session.scalars(select(Measurement.artifact_id)
+                                .where(Measurement.artifact_id.in_(linked))))
+    gone = session.execute(select(Artifact.id, Artifact.path)
+                           .where(Artifact.id.in_(linked - used))).all() if linked else []
+    if gone:
+        session.execute(delete(Artifact).where(Artifact.id.in_([a for a, _ in gone])))
+    counts["artifacts"] = len(gone)
+    counts["paths"] = [p for _, p in gone]
+    session.execute(delete(Candidate).where(Candidate.run_id == run_id))
+    session.execute(delete(Generation).where(Generation.run_id == run_id))
+    session.delete(row)
+    session.flush()
+    return counts

@@ -12,7 +12,8 @@ router = APIRouter(tags=["health"], route_class=TxRoute)
 
 
 @router.get("/healthz")
-def health(request: Request, session: SessionDep) -> Health:
+def check_health(request: Request, session: SessionDep) -> Health:
+    """Liveness: answers when the database does, with its schema revision and job counts."""
     return Health(
         status="ok",
         schema_revision=request.app.state.schema_revision,

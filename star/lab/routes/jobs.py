@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query, status
 
 from device_agents.protocol import JobCreate, JobPublic, JobsPublic, JobStateName
 from star.db import JobState, repo
-from star.lab.deps import AdminDep, SessionDep, SettingsDep, TxRoute
+from star.lab.deps import AdminDep, Offset, SessionDep, SettingsDep, TxRoute, id_path, id_query
+from star.lab.openapi import NOT_FOUND, conflict
 from star.lab.public import job_public
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=TxRoute)
 
+JobId = Annotated[int, id_path("job")]
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses={404: NOT_FOUND})
 def create_job(
     body: JobCreate, session: SessionDep, settings: SettingsDep, _: AdminDep
 ) -> JobPublic:
+    """Queue a profile job for one device or a device class (404: no such device, artifact
+    or candidate)."""
     device_id = repo.get_device(session, body.device).id if body.device else None
     job = repo.create_profile_job(
         session,
@@ -38,11 +45,12 @@ def create_job(
 def list_jobs(
     session: SessionDep,
     _: AdminDep,
-    state: JobStateName | None = None,
-    candidate_id: int | None = None,
-    limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    state: Annotated[JobStateName | None, Query(description="only jobs in this state")] = None,
+    candidate_id: Annotated[int | None, id_query("candidate")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="rows at most")] = 100,
+    offset: Offset = 0,
 ) -> JobsPublic:
+    """Jobs, oldest first."""
     data = repo.list_jobs(
         session,
         state=JobState(state) if state else None,
@@ -54,15 +62,19 @@ def list_jobs(
 
 
 @router.post("/reap")
-def reap(session: SessionDep, _: AdminDep) -> list[int]:
+def reap_expired_jobs(session: SessionDep, _: AdminDep) -> list[int]:
+    """Requeue (or fail) every job whose lease expired, now; the ids of those touched."""
     return repo.reap_expired(session)
 
 
 @router.get("/{job_id}")
-def get_job(job_id: int, session: SessionDep, _: AdminDep) -> JobPublic:
+def get_job(job_id: JobId, session: SessionDep, _: AdminDep) -> JobPublic:
+    """One job."""
     return job_public(repo.get_job(session, job_id))
 
 
-@router.post("/{job_id}/cancel")
-def cancel_job(job_id: int, session: SessionDep, _: AdminDep) -> JobPublic:
+@router.post("/{job_id}/cancel", responses=conflict("The job is finished already.",
+                                                    "job 7 is already done"))
+def cancel_job(job_id: JobId, session: SessionDep, _: AdminDep) -> JobPublic:
+    """Cancel a queued or leased job (its agent learns at its next heartbeat)."""
     return job_public(repo.cancel_job(session, job_id=job_id))

@@ -29,95 +29,35 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import Response
-from pydantic import BaseModel
 from sqlalchemy import select
 
 from device_agents.protocol import (
     API_PREFIX,
-    CandidatePublic,
     CandidatesPublic,
     RunPublic,
     RunsPublic,
 )
 from star.db import repo
 from star.db.models import Artifact, Candidate, Device, Generation, Measurement
-from star.lab.deps import AdminDep, DatabaseDep, SessionDep, StoreDep, TxRoute
+from star.lab.deps import AdminDep, DatabaseDep, SessionDep, StoreDep, TxRoute, id_path
+from star.lab.openapi import conflict
 from star.lab.public import candidate_public, run_public
+from star.lab.routes.run_models import (
+    ArtifactLink,
+    CandidateDetail,
+    FrontierPointPublic,
+    FrontierPublic,
+    MeasurementDetail,
+)
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["runs"], route_class=TxRoute)
 
-# ---- schemas ---------------------------------------------------------------------------------
-
-
-class MeasurementDetail(BaseModel):
-    id: int
-    job_id: int
-    artifact_id: int
-    device_id: int
-    device_name: str
-    device_kind: str
-    device_tags: list[str]
-    context: int
-    ttft_median_ms: float | None = None
-    ttft_stddev_ms: float | None = None
-    ttft_samples_ms: list[float] | None = None
-    decode_median_ms: float | None = None
-    decode_stddev_ms: float | None = None
-    decode_samples_ms: list[float] | None = None
-    peak_rss_bytes: int | None = None
-    oom: bool
-    error: str | None = None
-    temp_before_c: float | None = None
-    temp_after_c: float | None = None
-    thermal: dict[str, Any] | None = None
-    runtime: dict[str, Any]
-    flagged_hot: bool
-    flagged_noisy: bool
-    created_at: datetime | None = None
-
-
-class ArtifactLink(BaseModel):
-    id: int
-    sha256: str
-    size_bytes: int
-    format: str
-    quant: str
-    url: str  # download: GET this with the admin (or a device) token
-
-
-class CandidateDetail(CandidatePublic):
-    generation: int | None = None
-    arch: str | None = None  # the llama.cpp architecture it exports to
-    artifacts: list[ArtifactLink]
-    measurements: list[MeasurementDetail]
-
-
-class FrontierPointPublic(BaseModel):
-    candidate_id: int
-    genome_id: str
-    generation: int | None = None
-    arch: str | None = None
-    values: dict[str, float | str | None]  # "inf": OOM; null: missing
-    feasible: bool
-    reason: str | None = None
-    on_front: bool
-    url: str
-
-
-class FrontierPublic(BaseModel):
-    run_id: int
-    run: str
-    status: str | None = None
-    device: str | None = None
-    objectives: list[str]  # every objective of the run (retargeted to ``device`` if a class)
-    selected: list[str]  # those the front was computed over
-    budgets: list[dict[str, Any]]
-    data: list[FrontierPointPublic]
-    count: int
-    front: int
-
+RunId = Annotated[int, id_path("run")]
+CandidateId = Annotated[int, id_path("candidate")]
+_NO_ENGINES = ("this coordinator runs no search engines (coordinator.engines: false): launch "
+               "with start=false and drive the run with `star search resume NAME`")
 
 # ---- helpers ---------------------------------------------------------------------------------
 
@@ -144,9 +84,7 @@ def _supervisor(request: Request) -> Any:
     """This process's ``EngineSupervisor``; 409 when ``coordinator.engines`` is off."""
     supervisor = request.app.state.engines
     if supervisor is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=(
-            "this coordinator runs no search engines (coordinator.engines: false): launch with "
-            "start=false and drive the run with `star search resume NAME`"))
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=_NO_ENGINES)
     return supervisor
 
 
@@ -192,6 +130,7 @@ def _csv_value(v: Any) -> Any:
 
 @router.get("/runs")
 def list_runs(session: SessionDep, _: AdminDep) -> RunsPublic:
+    """Every run."""
     data = [run_public(r) for r in repo.list_runs(session)]
     return RunsPublic(data=data, count=len(data))
 
@@ -200,6 +139,8 @@ def list_runs(session: SessionDep, _: AdminDep) -> RunsPublic:
     "/runs", status_code=status.HTTP_201_CREATED,
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": search_config_schema()}}}},
+    responses=conflict("The name is taken, or this coordinator runs no engines (start=true).",
+                       "name: a run named 'demo' exists; `star search resume demo` continues it"),
 )
 def launch_run(
     body: dict[str, Any],
@@ -215,10 +156,10 @@ def launch_run(
     from pathlib import Path
 
     from star.db.errors import AlreadyExistsError, NotFoundError
-    from star.search import store as search_store
+    from star.db.models import RunStatus
+    from star.db.repo import lifecycle
     from star.search.config import SearchConfigError, check_devices, parse_search_config
     from star.search.engine import SearchEngine
-    from star.search.store import RunStatus
 
     supervisor = _supervisor(request) if start else None
     try:
@@ -243,26 +184,25 @@ def launch_run(
         reason = ("launched with start=false: `star search resume`" if supervisor is None
                   else "the coordinator was shutting down: `star search resume`")
         with db.session_scope() as s:
-            search_store.set_status(s, run_id=engine.run_id, status=RunStatus.STOPPED,
-                                    reason=reason)
+            lifecycle.finish(s, run_id=engine.run_id, status=RunStatus.STOPPED, reason=reason)
     with db.session_scope(readonly=True) as s:
         return run_public(repo.get_run(s, engine.run_id))
 
 
 @router.post("/runs/{run_id}/stop")
-def stop_run(run_id: int, db: DatabaseDep, _: AdminDep) -> RunPublic:
+def stop_run(run_id: RunId, db: DatabaseDep, _: AdminDep) -> RunPublic:
     """Ask the run's engine (wherever it runs) to stop at its next phase boundary. A stopped
     run is not adopted by any coordinator; ``POST /runs/{id}/resume`` continues it."""
-    from star.search import store as search_store
+    from star.db.repo import lifecycle
 
     with db.session_scope() as s:
-        repo.get_run(s, run_id)
-        search_store.update_run_config(s, run_id=run_id, stop_requested=True)
-        return run_public(repo.get_run(s, run_id))
+        return run_public(lifecycle.request_stop(s, run_id=run_id))
 
 
-@router.post("/runs/{run_id}/resume", status_code=status.HTTP_202_ACCEPTED)
-def resume_run(run_id: int, request: Request, db: DatabaseDep, _: AdminDep) -> RunPublic:
+@router.post("/runs/{run_id}/resume", status_code=status.HTTP_202_ACCEPTED, responses=conflict(
+    "The run is done, driven by an engine already, or this coordinator runs no engines.",
+    "run 'demo' is done"))
+def resume_run(run_id: RunId, request: Request, db: DatabaseDep, _: AdminDep) -> RunPublic:
     """Continue a stopped or failed run in this coordinator (deterministic replay of its told
     generations). 409 if it is done, or if an engine was heard from recently."""
     from star.search.engine import SearchError
@@ -270,13 +210,13 @@ def resume_run(run_id: int, request: Request, db: DatabaseDep, _: AdminDep) -> R
     supervisor = _supervisor(request)
     with db.session_scope(readonly=True) as s:
         run = repo.get_run(s, run_id)
-    if (run.config or {}).get("status") == "done":
+    if run.status is not None and run.status.is_finished():
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"run {run.name!r} is done")
     if supervisor.is_driving(run_id):
         raise HTTPException(status.HTTP_409_CONFLICT,
                             detail=f"run {run.name!r} is already driven by this coordinator")
     try:
-        engine = supervisor.open_engine(run_id, force=False)
+        engine = supervisor.open_engine(run_id, force=False, resume=True)
     except SearchError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     if not supervisor.claim(run_id, engine.owner, resume=True):
@@ -289,12 +229,14 @@ def resume_run(run_id: int, request: Request, db: DatabaseDep, _: AdminDep) -> R
 
 
 @router.get("/runs/{run_id}")
-def get_run(run_id: int, session: SessionDep, _: AdminDep) -> RunPublic:
+def get_run(run_id: RunId, session: SessionDep, _: AdminDep) -> RunPublic:
+    """One run."""
     return run_public(repo.get_run(session, run_id))
 
 
 @router.get("/runs/{run_id}/candidates")
-def list_candidates(run_id: int, session: SessionDep, _: AdminDep) -> CandidatesPublic:
+def list_candidates(run_id: RunId, session: SessionDep, _: AdminDep) -> CandidatesPublic:
+    """The run's candidates."""
     repo.get_run(session, run_id)
     data = [candidate_public(c) for c in repo.list_candidates(session, run_id=run_id)]
     return CandidatesPublic(data=data, count=len(data))
@@ -302,12 +244,14 @@ def list_candidates(run_id: int, session: SessionDep, _: AdminDep) -> Candidates
 
 @router.get("/runs/{run_id}/frontier")
 def get_frontier(
-    run_id: int,
+    run_id: RunId,
     db: DatabaseDep,
     _: AdminDep,
-    device: Annotated[str | None, Query(description="a device name or class (kind[:tag])")]
+    device: Annotated[str | None, Query(max_length=200,
+                                        description="a device name or class (kind[:tag])")]
     = None,
-    objectives: Annotated[str | None, Query(description="comma-separated objectives of the run "
+    objectives: Annotated[str | None, Query(max_length=2000,
+                                            description="comma-separated objectives of the run "
                                                         "to compute the front over")] = None,
 ) -> FrontierPublic:
     """Non-dominated sort of the run's feasible candidates, from its stored rows."""
@@ -365,7 +309,7 @@ def get_frontier(
 
 @router.get("/runs/{run_id}/measurements.csv", response_class=Response,
             responses={200: {"content": {"text/csv": {}}}})
-def measurements_csv(run_id: int, session: SessionDep, _: AdminDep) -> Response:
+def export_measurements_csv(run_id: RunId, session: SessionDep, _: AdminDep) -> Response:
     """Every measurement of the run's candidates, one row each, with its provenance."""
     run = repo.get_run(session, run_id)
     query = (
@@ -415,7 +359,7 @@ def measurements_csv(run_id: int, session: SessionDep, _: AdminDep) -> Response:
 
 
 @router.get("/candidates/{candidate_id}")
-def get_candidate(candidate_id: int, session: SessionDep, _: AdminDep) -> CandidateDetail:
+def get_candidate(candidate_id: CandidateId, session: SessionDep, _: AdminDep) -> CandidateDetail:
     """A candidate with its genome, arch, analytic costs, proxy metrics, artifacts (download
     links) and every measurement (spread, samples, temperatures, device)."""
     from star.search import store as search_store

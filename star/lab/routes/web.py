@@ -1,4 +1,5 @@
-"""Browser pages: ``GET /runs/{id}`` (a run's frontier, interactive) and the bundled plotly.js.
+"""Browser pages: ``GET /runs/{id}`` (a run's frontier, interactive, above the run's study
+report: the same sections as ``star report``) and the bundled plotly.js.
 
 Authentication for the browser: open ``/runs/{id}?token=ADMIN_TOKEN`` once; the page sets the
 ``star_token`` cookie (HttpOnly, SameSite=Strict, path ``/runs``) so later visits need no query
@@ -20,10 +21,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Cookie, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from device_agents.protocol import API_PREFIX
 from star.db import repo
 from star.lab.deps import SessionDep, TxRoute
+from star.report.style import CSS as REPORT_CSS
 
 router = APIRouter(tags=["web"], route_class=TxRoute, include_in_schema=False)
 
@@ -35,7 +38,7 @@ COOKIE = "star_token"
 def plotly_js() -> Path:
     """The ``plotly.min.js`` shipped inside the plotly package (``pip install plotly``)."""
     try:
-        import plotly
+        import plotly  # type: ignore[import-untyped]
     except ImportError as exc:
         raise FileNotFoundError("plotly is not installed (pip install 'plotly>=5')") from exc
     path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -53,6 +56,19 @@ def _admin_token(request: Request, token: str | None, cookie: str | None) -> str
                         detail="open this page with ?token=<admin token> (then a cookie is set)")
 
 
+def _labels(objectives: list[str]) -> dict[str, str]:
+    """Objective name -> its human name with unit and direction (``describe``)."""
+    from star.search.objectives import describe
+
+    out = {}
+    for name in objectives:
+        try:
+            out[name] = describe(name)
+        except ValueError:  # a name this build does not know: shown as stored
+            out[name] = name
+    return out
+
+
 @router.get("/static/plotly.min.js")
 def plotly_static() -> FileResponse:
     try:
@@ -68,6 +84,20 @@ def run_js() -> FileResponse:
     return FileResponse(WEB_DIR / "run.js", media_type="application/javascript")
 
 
+def report_body(session: Session, run_id: int) -> str:
+    """The study report's sections (``star.report``) for the page, rendered on the server from
+    the same rows ``star report`` reads; a short note for runs the search did not create."""
+    from star.report.build import build_report
+    from star.report.html import render_body
+    from star.search.rundata import NotASearchRun, load_run
+
+    try:
+        data = load_run(session, run_id)
+    except NotASearchRun as exc:
+        return f'<p class="muted">no study report: {html.escape(str(exc))}</p>'
+    return render_body(build_report(data))
+
+
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(
     run_id: int,
@@ -76,15 +106,18 @@ def run_page(
     token: Annotated[str | None, Query()] = None,
     star_token: Annotated[str | None, Cookie()] = None,
 ) -> Response:
-    """The run's frontier as an interactive scatter; click a point for the candidate."""
+    """The run's frontier as an interactive scatter (click a point for the candidate), then
+    the run's study report."""
     admin = _admin_token(request, token, star_token)
     run = repo.get_run(session, run_id)
     objectives = ((run.config or {}).get("search") or {}).get("objectives") or []
     page = (WEB_DIR / "run.html").read_text()
     boot = {"runId": run.id, "runName": run.name, "api": API_PREFIX, "token": admin,
-            "objectives": objectives}
+            "objectives": objectives, "labels": _labels(objectives)}
     page = page.replace("{{title}}", html.escape(f"run {run.name} (id {run.id})"))
     page = page.replace("{{boot}}", html.escape(json.dumps(boot), quote=True))
+    page = page.replace("{{report_css}}", REPORT_CSS)
+    page = page.replace("{{report}}", report_body(session, run.id))  # last: not re-scanned
     response = HTMLResponse(page, headers={"Cache-Control": "no-store",
                                            "Referrer-Policy": "no-referrer"})
     if token is not None:

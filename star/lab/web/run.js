@@ -18,11 +18,19 @@
     return String(v).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
   }
 
+  // every objective is shown by its human name (unit, direction); the value stays the name
+  const label = (o) => (boot.labels && boot.labels[o]) || o;
+
+  // the report's card of a candidate (rendered by the server below the plot), if any
+  function reportCard(id) {
+    return document.querySelector(".star-report .card[data-candidate='" + Number(id) + "']");
+  }
+
   function fillSelects(objectives) {
     for (const [id, pick] of [["x", 0], ["y", 1]]) {
       const sel = $(id);
       if (sel.options.length) continue;
-      objectives.forEach((o, i) => sel.add(new Option(o, o, false, i === Math.min(pick, objectives.length - 1))));
+      objectives.forEach((o, i) => sel.add(new Option(label(o), o, false, i === Math.min(pick, objectives.length - 1))));
     }
   }
 
@@ -31,23 +39,29 @@
     box.innerHTML = "<p>loading candidate " + id + "...</p>";
     try {
       const c = await getJSON(boot.api + "/candidates/" + id);
-      let html = "<h2 id='candidate-title' data-candidate='" + c.id + "'>candidate " + c.id + "</h2>";
-      html += "<p>generation " + esc(c.generation) + ", arch " + esc(c.arch) + ", genome " + esc(c.genome_hash.slice(0, 12)) + "</p>";
+      const card = reportCard(c.id);
+      let html = "<h2 id='candidate-title' data-candidate='" + c.id + "'>" +
+        esc(card ? card.dataset.name : "candidate " + c.id) + "</h2>";
+      html += "<p>candidate " + c.id + ", generation " + esc(c.generation ?? "–") + ", llama.cpp arch " + esc(c.arch ?? "?") +
+        (card ? " · <a href='#" + card.id + "'>in the report</a>" : "") + "</p>";
+      html += "<div class='star-report' id='card-slot'></div>";
       html += "<p>artifacts: " + c.artifacts.map((a) => "<a href='#' data-art='" + a.url + "'>" + a.id + " (" + esc(a.quant) + ")</a>").join(", ") + "</p>";
-      html += "<table><tr><th>device</th><th>ctx</th><th>ttft ms</th><th>decode ms</th><th>peak RSS MiB</th><th>temp °C</th><th>flags</th></tr>";
+      html += "<h3>measurements</h3><table><tr><th>device</th><th>ctx</th><th>flash attn</th><th>TTFT ms</th><th>decode ms/token</th><th>peak RSS MiB</th><th>temp °C</th><th>flags</th></tr>";
       for (const m of c.measurements) {
         const f = (a, b) => a == null ? "-" : a.toFixed(2) + (b == null ? "" : " ± " + b.toFixed(2));
-        html += "<tr><td>" + esc(m.device_name) + "</td><td>" + m.context + "</td><td>" + f(m.ttft_median_ms, m.ttft_stddev_ms) +
+        const fa = m.runtime && m.runtime.flash_attn != null ? (m.runtime.flash_attn ? "on" : "off") : "–";
+        html += "<tr><td>" + esc(m.device_name) + "</td><td>" + m.context + "</td><td>" + fa + "</td><td>" + f(m.ttft_median_ms, m.ttft_stddev_ms) +
           "</td><td>" + f(m.decode_median_ms, m.decode_stddev_ms) + "</td><td>" +
           (m.peak_rss_bytes == null ? (m.oom ? "OOM" : "-") : (m.peak_rss_bytes / 1048576).toFixed(1)) + "</td><td>" +
-          esc(m.temp_before_c) + " → " + esc(m.temp_after_c) + "</td><td>" + (m.flagged_hot ? "hot " : "") + (m.flagged_noisy ? "noisy" : "") + "</td></tr>";
+          esc(m.temp_before_c ?? "?") + " → " + esc(m.temp_after_c ?? "?") + "</td><td>" + (m.flagged_hot ? "hot " : "") + (m.flagged_noisy ? "noisy" : "") + "</td></tr>";
       }
       html += "</table>";
-      html += "<h3>analytic costs</h3><pre>" + esc(JSON.stringify(c.analytic_costs, null, 1)) + "</pre>";
-      html += "<h3>proxy metrics</h3><pre>" + esc(JSON.stringify(c.proxy_metrics, null, 1)) + "</pre>";
-      html += "<h3>arch</h3><pre>" + esc(JSON.stringify(c.arch_spec, null, 1)) + "</pre>";
-      html += "<h3>genome</h3><pre>" + esc(JSON.stringify(c.genome)) + "</pre>";
       box.innerHTML = html;
+      if (card) {  // the report's own card (name, layer strip, costs), without its anchor id
+        const copy = card.cloneNode(true);
+        copy.removeAttribute("id");
+        $("card-slot").appendChild(copy);
+      }
       box.querySelectorAll("a[data-art]").forEach((a) => a.addEventListener("click", (ev) => { ev.preventDefault(); download(a.dataset.art); }));
     } catch (e) {
       box.innerHTML = "<p class='err'>" + esc(e.message) + "</p>";
@@ -80,19 +94,37 @@
     fillSelects(fr.objectives);
     const xs = $("x").value, ys = $("y").value;
     const pts = fr.data.filter((p) => p.feasible && num(p.values[xs]) !== null && num(p.values[ys]) !== null);
-    const trace = (sel, name, color, size) => ({
-      type: "scatter", mode: "markers", name: name + " (" + sel.length + ")",
+    // roles come from the report's cards: baselines are drawn apart and never as the
+    // frontier; a staged estimate (not confirmed) is hollow and never on the frontier either
+    const role = (p) => { const card = reportCard(p.candidate_id);
+      if (card && card.classList.contains("baseline")) return "baseline";
+      if (card && card.dataset.estimated === "1") return "estimated";
+      return p.on_front ? "front" : "feasible"; };
+    const trace = (sel, name, marker, withText) => ({
+      type: "scatter", mode: withText ? "markers+text" : "markers", name: name + " (" + sel.length + ")",
       x: sel.map((p) => p.values[xs]), y: sel.map((p) => p.values[ys]),
       customdata: sel.map((p) => p.candidate_id),
-      text: sel.map((p) => "candidate " + p.candidate_id + " gen " + p.generation + " " + (p.arch || "")),
-      marker: { color: color, size: size },
+      text: sel.map((p) => { const card = reportCard(p.candidate_id);
+        return card ? card.dataset.name : "candidate " + p.candidate_id + " gen " + p.generation + " " + (p.arch || ""); }),
+      textposition: "top right", marker: marker,
     });
-    const data = [trace(pts.filter((p) => !p.on_front), "feasible", "#999", 8),
-                  trace(pts.filter((p) => p.on_front), "frontier", "#d62728", 12)];
-    const layout = { xaxis: { title: { text: xs } }, yaxis: { title: { text: ys } },
+    const of = (r) => pts.filter((p) => role(p) === r);
+    const front = of("front");
+    const data = [trace(of("feasible"), "feasible", { color: "#999", size: 8 }),
+                  trace(front, "frontier", { color: "#d62728", size: 12 })];
+    if (of("estimated").length) {
+      data.push(trace(of("estimated"), "staged estimate", { color: "rgba(0,0,0,0)", size: 9, line: { color: "#999", width: 1.5 } }));
+    }
+    if (of("baseline").length) {
+      const base = trace(of("baseline"), "baseline", { color: "#111", size: 13, symbol: "diamond" }, true);
+      base.text = of("baseline").map((p) => { const card = reportCard(p.candidate_id);
+        return card ? card.dataset.name.split(" · ")[0] : "baseline"; });
+      data.push(base);
+    }
+    const layout = { xaxis: { title: { text: label(xs) } }, yaxis: { title: { text: label(ys) } },
                      hovermode: "closest", margin: { t: 30 }, title: { text: fr.run + (fr.device ? " on " + fr.device : "") } };
     await Plotly.react("plot", data, layout, { displaylogo: false });
-    $("summary").textContent = fr.count + " candidates, " + pts.length + " plotted, " + fr.front + " on the frontier of " + fr.selected.join(", ");
+    $("summary").textContent = fr.count + " candidates, " + pts.length + " plotted, " + front.length + " on the frontier of " + fr.selected.map(label).join(", ");
     const plot = $("plot");
     if (!plot.dataset.wired) {
       plot.on("plotly_click", (ev) => { if (ev.points.length) showCandidate(ev.points[0].customdata); });

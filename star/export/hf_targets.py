@@ -1,0 +1,255 @@
+"""Which transformers causal-LM class computes exactly what ``star.nn.StarModel`` computes.
+
+``check_hf_exportable(spec)`` returns the ``HfArch`` (``star.export.hf_names``) of a spec or raises
+``UnsupportedGenome`` naming the first offending layer, its operator and why, before anything is
+written. The families follow the llama.cpp ones (``star.export.targets``) so a winner leaves in the
+same family it was searched in:
+
+- short conv -> ``Lfm2ForCausalLM`` (``Lfm2MoeForCausalLM`` with MoE);
+- Mamba-2 -> ``GraniteMoeHybridForCausalLM`` with attention or SwiGLU FFNs (its "shared MLP",
+  no experts, neutral multipliers), ``NemotronHForCausalLM`` with squared-ReLU MLPs,
+  ``Mamba2ForCausalLM`` for a pure stack;
+- attention only -> ``Qwen3ForCausalLM`` with QK-norm, ``LlamaForCausalLM`` without.
+
+transformers is stricter than llama.cpp in one way: a config holds ONE value per hyper-parameter
+(FFN width, SSM shape...), so per-layer MLP widths are refused; per-layer KV head counts are
+exported exactly by repeating K/V heads up to one count (``hf_config.hf_kv_heads``). Like the
+pinned llama.cpp it cannot run LFM2 or GraniteMoeHybrid without an attention layer (5.23 reads the
+sequence position from an attention layer's cache; attention-free NemotronH gets the no-op
+attention block that the GGUF also carries, ``hf_names.NULL_ATTENTION``). Sliding-window
+attention, linear attention, LayerNorm and MoE outside LFM2 are refused (no mapped class runs them
+as ``star.nn`` does). It is looser in q width: Qwen3, Llama and GraniteMoeHybrid take a head_dim
+with n_heads * head_dim != d_model.
+
+One known inexactness: Lfm2Moe divides the chosen experts' sigmoid weights by (sum + 1e-6) where
+``star.nn`` and llama.cpp divide by max(sum, 6.1e-5), a relative 1e-6 per MoE layer (the
+24-layer lfm2-8b-a1b at proxy scale: 2.7e-4 max abs on logits of +-51, 9e-5 with llama.cpp's rule).
+"""
+
+from __future__ import annotations
+
+from star.export.checks import (
+    _check_attention,
+    _check_ssm,
+    _check_swiglu,
+    _fail,
+    _uniform,
+    channel_name,
+)
+from star.export.errors import UnsupportedGenome
+from star.export.hf_names import HF_ARCHS, HfArch
+from star.genome.spec import (
+    ArchSpec,
+    AttentionSpec,
+    ChannelMixer,
+    FFNSpec,
+    LayerSpec,
+    MoESpec,
+    Norm,
+    Routing,
+    ShortConvSpec,
+    SSMSpec,
+    TokenMixer,
+)
+
+
+def check_hf_exportable(spec: ArchSpec) -> HfArch:
+    """The transformers architecture that runs ``spec`` exactly; ``UnsupportedGenome`` if none."""
+    arch = select_hf_arch(spec)
+    _CHECKS[arch.family](spec, arch.architecture)
+    return arch
+
+
+def select_hf_arch(spec: ArchSpec) -> HfArch:
+    """Pick the family by rule (module docstring); the per-family check comes after."""
+    if not spec.layers:
+        raise UnsupportedGenome(layer=None, operator="model", reason="the spec has no layers")
+    for layer in spec.layers:
+        if layer.mixer.kind == TokenMixer.LINEAR_ATTENTION:
+            raise UnsupportedGenome(
+                layer=layer.index,
+                operator="linear_attention",
+                reason="no transformers causal LM runs kernelised (elu+1) linear attention",
+            )
+        if layer.norm != Norm.RMSNORM:
+            raise UnsupportedGenome(
+                layer=layer.index,
+                operator=layer.norm.value,
+                reason="the mapped transformers architectures use RMSNorm (w * x / rms(x)) only",
+            )
+    kinds = {layer.mixer.kind for layer in spec.layers}
+    if TokenMixer.SHORTCONV in kinds:
+        if TokenMixer.SSM in kinds:
+            first = next(la for la in spec.layers if la.mixer.kind == TokenMixer.SSM)
+            raise UnsupportedGenome(
+                layer=first.index,
+                operator="ssm",
+                reason="no transformers architecture mixes short conv (LFM2) and Mamba-2",
+            )
+        has_moe = any(isinstance(la.channel, MoESpec) for la in spec.layers)
+        return HF_ARCHS["lfm2moe" if has_moe else "lfm2"]
+    if TokenMixer.SSM in kinds:
+        channels = {channel_name(la) for la in spec.layers}
+        if any(la.mixer.kind.is_attention for la in spec.layers) or channels & {"swiglu", "moe"}:
+            return HF_ARCHS["granitehybrid"]  # its check names a MoE layer and why
+        if "mlp" in channels:
+            return HF_ARCHS["nemotron_h"]
+        return HF_ARCHS["mamba2"]
+    if any(isinstance(la.mixer, AttentionSpec) and la.mixer.qk_norm for la in spec.layers):
+        return HF_ARCHS["qwen3"]
+    return HF_ARCHS["llama"]
+
+
+def _kernel(layer: LayerSpec) -> int:
+    assert isinstance(layer.mixer, ShortConvSpec)
+    return layer.mixer.kernel
+
+
+def _ffn_dim(layer: LayerSpec) -> int:
+    assert isinstance(layer.channel, FFNSpec)
+    return layer.channel.ffn_dim
+
+
+def _only_mixers(spec: ArchSpec, allowed: tuple[type, ...], what: str, target: str) -> None:
+    for layer in spec.layers:
+        if not isinstance(layer.mixer, allowed):
+            raise _fail(layer, layer.mixer.kind.value, f"{target} runs only {what}", target)
+
+
+def _check_expand(spec: ArchSpec, ssms: list[LayerSpec], target: str) -> None:
+    """Mamba2 / GraniteMoeHybrid derive d_inner as an integer ``expand`` times d_model."""
+    m = ssms[0].mixer
+    assert isinstance(m, SSMSpec)
+    if m.d_inner % spec.d_model:
+        raise _fail(
+            ssms[0],
+            "ssm",
+            f"{target} derives d_inner as an integer expand * d_model "
+            f"({m.d_inner} is not a multiple of {spec.d_model})",
+            target,
+        )
+
+
+def _need_attention(spec: ArchSpec, operator: str, target: str) -> None:
+    if not spec.attention_layers:
+        raise _fail(
+            None,
+            operator,
+            f"{target} needs at least one attention layer: transformers 5.23 finds the sequence "
+            "position only in an attention layer's cache, so an attention-free model loads but "
+            "cannot generate",
+            target,
+        )
+
+
+def _check_lfm2_mixers(spec: ArchSpec, target: str) -> None:
+    _only_mixers(spec, (ShortConvSpec, AttentionSpec), "short conv and attention", target)
+    _need_attention(spec, "shortconv", target)
+    convs = spec.layers_of(TokenMixer.SHORTCONV)
+    _uniform(spec, convs, _kernel, "short-conv kernel", "shortconv", target)
+    if convs and _kernel(convs[0]) < 2:
+        raise _fail(convs[0], "shortconv", "the conv kernel must be >= 2", target)
+    _check_attention(
+        spec, spec.attention_layers, target,
+        qk_norm=True, swa=False, uniform_kv=False, q_is_d_model=True,
+    )  # fmt: skip
+
+
+def _check_lfm2(spec: ArchSpec, target: str) -> None:
+    _check_lfm2_mixers(spec, target)
+    _check_swiglu(spec, list(spec.layers), target)
+
+
+def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
+    _check_lfm2_mixers(spec, target)
+    n_dense = 0
+    while n_dense < spec.n_layers and not isinstance(spec.layers[n_dense].channel, MoESpec):
+        n_dense += 1
+    _check_swiglu(spec, list(spec.layers[:n_dense]), target)
+    moe_layers = list(spec.layers[n_dense:])
+    for layer in moe_layers:
+        c = layer.channel
+        if not isinstance(c, MoESpec):
+            raise _fail(
+                layer,
+                channel_name(layer),
+                f"{target}: dense SwiGLU layers must all come before the first MoE layer "
+                f"(layer {n_dense})",
+                target,
+            )
+        if c.routing != Routing.SIGMOID:
+            raise _fail(
+                layer, "moe", f"{target} routes with sigmoid, not {c.routing.value}", target
+            )
+
+    def shape(la: LayerSpec) -> tuple[object, ...]:
+        c = la.channel
+        assert isinstance(c, MoESpec)
+        return (c.n_experts, c.top_k, c.expert_dim, c.expert_bias)
+
+    what = "MoE shape (experts, top_k, expert width, selection bias)"
+    _uniform(spec, moe_layers, shape, what, "moe", target)
+
+
+def _check_pure_attention(spec: ArchSpec, target: str) -> None:
+    _only_mixers(spec, (AttentionSpec,), "attention", target)
+    _check_attention(
+        spec, list(spec.layers), target,
+        qk_norm=target == HF_ARCHS["qwen3"].architecture, swa=False, uniform_kv=False,
+        q_is_d_model=False,
+    )  # fmt: skip
+    _check_swiglu(spec, list(spec.layers), target)
+
+
+def _check_mamba2(spec: ArchSpec, target: str) -> None:
+    _only_mixers(spec, (SSMSpec,), "Mamba-2", target)
+    for layer in spec.layers:
+        if layer.channel is not None:
+            raise _fail(layer, channel_name(layer), f"{target} layers have no FFN", target)
+    _check_ssm(spec, list(spec.layers), target)
+    _check_expand(spec, list(spec.layers), target)
+
+
+def _check_granitehybrid(spec: ArchSpec, target: str) -> None:
+    _only_mixers(spec, (SSMSpec, AttentionSpec), "Mamba-2 and attention", target)
+    _check_swiglu(spec, list(spec.layers), target)
+    _need_attention(spec, "ssm", target)
+    ssms = spec.layers_of(TokenMixer.SSM)
+    _check_ssm(spec, ssms, target)
+    _check_expand(spec, ssms, target)
+    _check_attention(
+        spec, spec.attention_layers, target,
+        qk_norm=False, swa=False, uniform_kv=False, q_is_d_model=False,
+    )  # fmt: skip
+
+
+def _check_nemotron_h(spec: ArchSpec, target: str) -> None:
+    for layer in spec.layers:
+        if isinstance(layer.mixer, AttentionSpec):
+            raise _fail(
+                layer,
+                layer.mixer.kind.value,
+                f"{target} attention has no positional encoding; ours applies RoPE",
+                target,
+            )
+    _only_mixers(spec, (SSMSpec,), "Mamba-2 (and MLP blocks)", target)
+    mlps = [la for la in spec.layers if la.channel is not None]
+    for layer in mlps:
+        c = layer.channel
+        if not (isinstance(c, FFNSpec) and c.kind == ChannelMixer.MLP):
+            raise _fail(
+                layer, channel_name(layer), f"{target} FFNs are ungated squared-ReLU MLPs", target
+            )
+    _uniform(spec, mlps, _ffn_dim, "MLP width", "mlp", target)
+    _check_ssm(spec, list(spec.layers), target)
+
+
+_CHECKS = {
+    "lfm2": _check_lfm2,
+    "lfm2moe": _check_lfm2moe,
+    "qwen3": _check_pure_attention,
+    "llama": _check_pure_attention,
+    "mamba2": _check_mamba2,
+    "granitehybrid": _check_granitehybrid,
+    "nemotron_h": _check_nemotron_h,
+}
