@@ -57,7 +57,7 @@ def bench(
     model: Annotated[Path, typer.Argument(help="GGUF model file (or an ExecuTorch .pte)")],
     contexts: Annotated[str, typer.Option(help="context lengths, comma-separated")] = "4096,32768",
     repeats: Annotated[
-        int, typer.Option("--repetitions", "--repeats", "-r", min=1,
+        int, typer.Option("--repetitions", "--repeats", "-r",
                           help="timed repetitions per figure")
     ] = 5,
     threads: Annotated[int | None, typer.Option(help="threads (default: usable cores)")] = None,
