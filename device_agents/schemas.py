@@ -282,3 +282,7 @@ class DeviceProperties(_Strict):
     cpu: str = Field(default="", max_length=MAX_NAME_CHARS, description="CPU description")
     cpu_cores: int | None = Field(default=None, gt=0, le=MAX_THREADS,
                                   description="CPU cores")
+    runtimes: list[Literal["llama.cpp", "executorch"]] = Field(
+        default_factory=lambda: ["llama.cpp"], max_length=2, description=(
+            "runtimes this agent can measure with (llama.cpp: GGUF jobs; executorch: .pte "
+            "jobs); the coordinator leases it only jobs of these"))

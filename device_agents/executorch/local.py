@@ -6,9 +6,12 @@ are the llama.cpp path's, reused: ``device_agents.llamacpp.local.run_process``.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device_agents.executorch.commands import PteBenchSettings, build_commands
 from device_agents.executorch.results import (
@@ -20,7 +23,12 @@ from device_agents.executorch.results import (
 from device_agents.llamacpp.commands import BenchInputError
 from device_agents.llamacpp.local import cpu_model, file_sha256, read_thermal, run_process
 from device_agents.llamacpp.results import stderr_tail
-from device_agents.schemas import BenchReport, ContextMeasurement, RuntimeSettings
+from device_agents.protocol import RemeasurePolicy
+from device_agents.schemas import BenchReport, Conditions, ContextMeasurement, RuntimeSettings
+
+if TYPE_CHECKING:
+    from device_agents.measure_policy import Attempt
+    from device_agents.quiet import QuietGate
 
 DELEGATE = "xnnpack"  # the backend star.export.executorch lowers to
 KV_CACHE_TYPE = "f32"  # the exported KV cache's element type
@@ -86,18 +94,56 @@ def measure_context(
     memory_limit_bytes: int | None = None,
     profile_dir: str | Path | None = None,
 ) -> ContextMeasurement:
-    """Both runs at one context (the decode run only if the prefill run succeeded)."""
-    ttft_cmd, decode_cmd = build_commands(runner, model, context, settings,
-                                          profile_dir=profile_dir)
-    before = read_thermal()
-    ttft = run_process(ttft_cmd, timeout_s=timeout_s, memory_limit_bytes=memory_limit_bytes)
-    decode = None
-    if ttft.returncode == 0 and not ttft.timed_out:
-        decode = run_process(decode_cmd, timeout_s=timeout_s,
-                             memory_limit_bytes=memory_limit_bytes)
-    measurement, _ = assemble_context(context, ttft, decode, thermal_before=before,
-                                      thermal_after=read_thermal())
-    return measurement
+    """Both runs at one context, once (the decode run only if the prefill run succeeded)."""
+    runs = PteContextRunner(runner, model, settings, timeout_s=timeout_s,
+                            memory_limit_bytes=memory_limit_bytes, profile_dir=profile_dir)
+    return runs.measure_once(context).measurement
+
+
+class PteContextRunner:
+    """``measure_policy.ContextRunner`` for a .pte on this machine: the same rule (quiet wait
+    before each try, re-measure a noisy figure, stop larger contexts after an out-of-memory or a
+    timeout, ``cancel`` kills the running process) as llama.cpp's ``LocalContextRunner``."""
+
+    def __init__(
+        self,
+        runner: str | Path,
+        model: str | Path,
+        settings: PteBenchSettings,
+        *,
+        timeout_s: float | None = None,
+        memory_limit_bytes: int | None = None,
+        profile_dir: str | Path | None = None,
+        cancel: threading.Event | None = None,
+        quiet: QuietGate | None = None,
+    ) -> None:
+        self.runner, self.model, self.settings = runner, model, settings
+        self.timeout_s = timeout_s
+        self.memory_limit_bytes = memory_limit_bytes
+        self.profile_dir = profile_dir
+        self.cancel = cancel
+        self.quiet = quiet
+
+    def settle(self) -> Conditions:
+        if self.quiet is None:
+            return Conditions(load_1m=round(os.getloadavg()[0], 3), note="no quiet wait")
+        return self.quiet.wait()
+
+    def measure_once(self, context: int) -> Attempt:
+        from device_agents.measure_policy import Attempt, outcome_of
+
+        ttft_cmd, decode_cmd = build_commands(self.runner, self.model, context, self.settings,
+                                              profile_dir=self.profile_dir)
+        before = read_thermal()
+        limits = dict(timeout_s=self.timeout_s, memory_limit_bytes=self.memory_limit_bytes,
+                      cancel=self.cancel)  # fmt: skip
+        ttft = run_process(ttft_cmd, **limits)  # type: ignore[arg-type]
+        decode = None
+        if ttft.returncode == 0 and not ttft.timed_out:
+            decode = run_process(decode_cmd, **limits)  # type: ignore[arg-type]
+        measurement, _ = assemble_context(context, ttft, decode, thermal_before=before,
+                                          thermal_after=read_thermal())
+        return Attempt(measurement, outcome_of(ttft, decode, measurement))
 
 
 def run_pte_bench(
@@ -110,24 +156,31 @@ def run_pte_bench(
     timeout_s: float | None = None,
     memory_limit_bytes: int | None = None,
     profile_dir: str | Path | None = None,
+    remeasure: RemeasurePolicy | None = None,
+    quiet: QuietGate | None = None,
+    cancel: threading.Event | None = None,
 ) -> BenchReport:
-    """Measure a .pte at each context on this machine; the ExecuTorch twin of run_local_bench.
+    """Measure a .pte at each context on this machine; the ExecuTorch twin of run_local_bench,
+    by the same ``measure_policy`` rule (``remeasure``, ``quiet`` and ``cancel`` as there).
 
     Raises ``BenchInputError`` for invalid input (before any timed run). A context that runs
-    out of memory is ``oom``; any other failure is that context's ``error``. With
-    ``profile_dir`` each run also writes an ETDump there (``profile_paths`` names them).
+    out of memory is ``oom`` (larger ones are then not run); any other failure is that
+    context's ``error``. With ``profile_dir`` each run also writes an ETDump there
+    (``profile_paths`` names them).
     """
+    from device_agents.measure_policy import measure_contexts
+
     model = Path(model_path)
     validate_pte(model, contexts, n_gen=settings.n_gen)
     info = read_pte_info(runner_path, model)
     validate_pte(model, contexts, n_gen=settings.n_gen, info=info)
     if profile_dir is not None:
         Path(profile_dir).mkdir(parents=True, exist_ok=True)
-    measurements = [
-        measure_context(runner_path, model, context, settings, timeout_s=timeout_s,
-                        memory_limit_bytes=memory_limit_bytes, profile_dir=profile_dir)
-        for context in contexts
-    ]
+    runs = PteContextRunner(runner_path, model, settings, timeout_s=timeout_s,
+                            memory_limit_bytes=memory_limit_bytes, profile_dir=profile_dir,
+                            cancel=cancel, quiet=quiet)  # fmt: skip
+    measurements = measure_contexts(contexts, runs, remeasure or RemeasurePolicy(max_tries=1),
+                                    cancel=cancel).measurements
     runtime = RuntimeSettings(
         runtime="executorch",
         runtime_version=info.executorch_version,

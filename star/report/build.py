@@ -101,7 +101,7 @@ def _view(data: RunData, cand: CandidateSnapshot, evaluation: Evaluation,
         blocks=tuple(blocks(spec)) if spec else (),
         params=costs.get("params"), non_embedding_params=costs.get("non_embedding_params"),
         active_params=costs.get("active_params"),
-        weight_bytes=(costs.get("weight_bytes") or {}).get(data.config.quant.value),
+        weight_bytes=(costs.get("weight_bytes") or {}).get(data.config.cost_quant.value),
         kv_bytes_per_token=costs.get("kv_bytes_per_token"), state_bytes=state,
         cache_bytes={c: v + float(state or 0) for c, v in sorted(kv.items())},
         quality=quality,
@@ -214,7 +214,7 @@ def build_report(data: RunData, evaluations: Mapping[str, Evaluation] | None = N
         notes.append("the run has no baselines: nothing to compare the frontier against")
     return Report(
         run=data.run.name, run_id=data.run.id, status=(data.run.config or {}).get("status"),
-        quant=config.quant.value, contexts=tuple(sorted(config.contexts)),
+        quant=config.artifact_quant, contexts=tuple(sorted(config.contexts)),
         screen_contexts=tuple(config.screen_contexts()),
         confirm_contexts=tuple(config.confirm_contexts()), device_classes=tuple(classes),
         objectives=tuple(names), budgets=tuple((b.name, "≥" if b.lower else "≤", b.limit)

@@ -116,7 +116,7 @@ def calibrate(data: RunData, keys: Sequence[MetricKey], *,
             got = measured_value(key, rows).value
             if got is None:
                 continue
-            est = raw_estimate(key, data.spec(gid), config.quant, rows,
+            est = raw_estimate(key, data.spec(gid), config.cost_quant, rows,
                                config.screen_contexts()).value
             if est is not None:
                 pairs.append((key, est, got))
@@ -144,7 +144,7 @@ def evaluate_run(data: RunData, *, objectives: Sequence[MetricKey] | None = None
         if cand is not None and long_keys and not data.confirmation_asked(cand):
             spec = data.spec(gid)
             screen = config.screen_contexts()
-            estimates = {k.name: calibration.apply(k, raw_estimate(k, spec, config.quant, rows,
+            estimates = {k.name: calibration.apply(k, raw_estimate(k, spec, config.cost_quant, rows,
                                                                     screen))
                          for k in long_keys}
         out[gid] = evaluate(

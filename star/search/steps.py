@@ -80,22 +80,27 @@ class Steps:
         spec = cfg.deploy_spec(genome)
         reasons: list[str] = []
         bounds: dict[str, float] = {}
-        verdict = check_runtime(spec, tuple(cfg.allowed_archs) if cfg.allowed_archs else None)
         arch = None
-        if verdict.ok:
-            from star.export import check_exportable
-
-            arch = check_exportable(spec).name
+        if cfg.runtime == "executorch":  # any genome; only the static program's shape is checked
+            problem = pte_problem(spec, cfg)
+            if problem is not None:
+                reasons.append(f"runtime: {problem}")
         else:
-            reasons.append(f"runtime: {verdict.reason}")
+            verdict = check_runtime(spec, tuple(cfg.allowed_archs) if cfg.allowed_archs else None)
+            if verdict.ok:
+                from star.export import check_exportable
+
+                arch = check_exportable(spec).name
+            else:
+                reasons.append(f"runtime: {verdict.reason}")
         for bound in self.budgets:
             key, limit = bound.key, bound.limit
             if key.metric == "peak_rss_mb" and key.context is not None and not bound.lower:
                 mem = check_memory(spec, context=key.context, budget_bytes=limit * 2**20,
-                                   quant=cfg.quant)
+                                   quant=cfg.cost_quant)
                 if not mem.ok:
                     reasons.append(f"{key.name}: {mem.reason}")
-                    bounds[key.name] = rss_lower_bound(spec, key.context, cfg.quant) / 2**20
+                    bounds[key.name] = rss_lower_bound(spec, key.context, cfg.cost_quant) / 2**20
             elif key.metric in ANALYTIC:
                 v, _ = value(key, analytic=costs, proxy=None, measurements=())
                 if v is not None and bound.violation(v) > 0:
@@ -117,12 +122,12 @@ class Steps:
     # ---- devices ----------------------------------------------------------------------------
 
     def export(self, ids: list[str]) -> int:
-        """Deployment-scale GGUF (random weights of ``export_seed``) into the artifact store,
-        linked to its candidate; an export that fails is kept as the candidate's
-        ``export_error``. Returns how many were exported."""
+        """Deployment-scale GGUF (runtime executorch: a .pte) with random weights of
+        ``export_seed`` into the artifact store, linked to its candidate; an export that fails
+        is kept as the candidate's ``export_error``. Returns how many were exported."""
         from star.export import ExportError, UnsupportedGenome, export_gguf
 
-        quant = self.config.quant.value
+        quant = self.config.artifact_quant
         cands = self.candidates(ids)
         with self.db.session_scope(readonly=True) as s:
             have = store.artifacts_of_candidates(s, [c.id for c in cands.values()], quant=quant)
@@ -139,11 +144,15 @@ class Steps:
                 model = StarModel(spec, device="cpu", dtype=torch.float32,
                                   seed=self.config.export_seed)
                 with tempfile.TemporaryDirectory(prefix="star-export-") as tmp:
-                    result = export_gguf(spec, model, Path(tmp) / f"{gid[:16]}.gguf",
-                                         quant=quant, name=gid[:12])
+                    if self.config.runtime == "executorch":
+                        path, fmt = export_program(spec, model, Path(tmp), gid, self.config), "pte"
+                    else:
+                        path = export_gguf(spec, model, Path(tmp) / f"{gid[:16]}.gguf",
+                                           quant=quant, name=gid[:12]).path
+                        fmt = "gguf"
                     del model
                     with self.db.session_scope() as s:
-                        repo.import_artifact(s, self.artifacts, result.path, quant=quant,
+                        repo.import_artifact(s, self.artifacts, path, quant=quant, format=fmt,
                                              candidate_id=cand.id)
             except (UnsupportedGenome, ExportError, MemoryError, RuntimeError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
@@ -155,7 +164,7 @@ class Steps:
     def settings_for(self, cand: CandidateSnapshot) -> list[bool]:
         """The flash-attention settings to measure: the configured ones, or the first alone for
         a genome without attention (the setting changes nothing in it)."""
-        settings = list(self.config.flash_attn)
+        settings = list(self.config.flash_attn)  # [False] under runtime executorch
         mix = (cand.analytic_costs or {}).get("layer_mix") or {}
         if not any(mix.get(k) for k in ("attention", "swa")):
             return settings[:1]
@@ -178,7 +187,7 @@ class Steps:
         feasible = self.feasible_ids(ids)
         with self.db.session_scope(readonly=True) as s:
             cids = [cands[g].id for g in feasible]
-            arts = store.artifacts_of_candidates(s, cids, quant=cfg.quant.value)
+            arts = store.artifacts_of_candidates(s, cids, quant=cfg.artifact_quant)
             existing = store.jobs_of_candidates(s, cids)
         created = 0
         for gid in feasible:
@@ -286,3 +295,25 @@ class Steps:
                     metrics["quality"] = result.quality_loss  # what objectives.value reads
                     repo.update_candidate(s, candidate_id=cands[gid].id, proxy_metrics=metrics)
         return len(todo)
+
+
+def pte_problem(spec: Any, config: SearchConfig) -> str | None:
+    """Why this deployment spec cannot become the search's .pte (None: it can)."""
+    from star.export.executorch.options import PteOptions
+    from star.export.errors import ExportValidationError
+
+    try:
+        PteOptions.for_spec(spec, quant=config.pte_quant, max_context=config.pte_max_context())
+    except ExportValidationError as exc:
+        return str(exc)
+    return None
+
+
+def export_program(spec: Any, model: Any, folder: Path, gid: str, config: SearchConfig) -> Path:
+    """A candidate's .pte (prefill + decode, XNNPACK, read back against torch) in ``folder``."""
+    from star.export.executorch import export_pte
+    from star.export.executorch.options import PteOptions
+
+    options = PteOptions.for_spec(spec, quant=config.pte_quant,
+                                  max_context=config.pte_max_context())
+    return export_pte(model, folder / f"{gid[:16]}.pte", options, in_place=True).path
