@@ -299,8 +299,8 @@ class Steps:
 
 def pte_problem(spec: Any, config: SearchConfig) -> str | None:
     """Why this deployment spec cannot become the search's .pte (None: it can)."""
-    from star.export.executorch.options import PteOptions
     from star.export.errors import ExportValidationError
+    from star.export.executorch.options import PteOptions
 
     try:
         PteOptions.for_spec(spec, quant=config.pte_quant, max_context=config.pte_max_context())
