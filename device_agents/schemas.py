@@ -202,6 +202,9 @@ class ContextMeasurement(_Strict):
         return self
 
 
+RuntimeName = Literal["llama.cpp", "executorch"]
+
+
 class RuntimeSettings(_Strict):
     """Settings that change the figures and are therefore recorded with every measurement."""
 
@@ -231,7 +234,7 @@ class RuntimeSettings(_Strict):
 
     # Which runtime measured: "llama.cpp" (a GGUF) or "executorch" (a .pte). Older reports,
     # which predate the field, were all llama.cpp.
-    runtime: Literal["llama.cpp", "executorch"] = Field(default="llama.cpp", description=(
+    runtime: RuntimeName = Field(default="llama.cpp", description=(
         "the runtime that measured: llama.cpp (a GGUF) or executorch (a .pte)"))
     runtime_version: str | None = Field(default=None, max_length=MAX_NAME_CHARS, description=(
         'the runtime\'s version when it is not a llama.cpp commit, e.g. ExecuTorch "1.5.1+cpu"'))
@@ -282,7 +285,7 @@ class DeviceProperties(_Strict):
     cpu: str = Field(default="", max_length=MAX_NAME_CHARS, description="CPU description")
     cpu_cores: int | None = Field(default=None, gt=0, le=MAX_THREADS,
                                   description="CPU cores")
-    runtimes: list[Literal["llama.cpp", "executorch"]] = Field(
-        default_factory=lambda: ["llama.cpp"], max_length=2, description=(
+    runtimes: list[RuntimeName] = Field(
+        default_factory=lambda: list[RuntimeName](["llama.cpp"]), max_length=2, description=(
             "runtimes this agent can measure with (llama.cpp: GGUF jobs; executorch: .pte "
             "jobs); the coordinator leases it only jobs of these"))
