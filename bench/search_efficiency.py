@@ -405,29 +405,36 @@ def _noisy_quality(spec: ArchSpec, genome_id: str) -> float:
     return _quality(spec) * math.exp(NOISE["quality"] * z[0])
 
 
-def x86_mode(device: X86Device) -> tuple[Mode, MeasuredFigures, np.ndarray]:
-    """The mode, its figures and the reference design's scaled figures (quality, TTFT, RSS).
+def scaled_bounds(at_scale: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """(budget MiB, IDEAL, NADIR) for a scale whose reference design has ``at_scale`` =
+    (quality, TTFT ms, peak RSS MiB).
 
-    Rule for the budget and the HV bounds at the scale: the oracle mode's ``BUDGET_MB``,
-    ``IDEAL`` and ``NADIR`` are multiples of its reference design's noise-free figures (the first
-    seed, LFM2-350M: quality 2.243, TTFT 8,234 ms, peak RSS 352.7 MiB; so the budget is 1.45x
-    its RSS, the TTFT nadir 2.43x its TTFT, quality 0.85x-1.34x its loss); the same multiples
-    are applied to the same design at the scale: its quality by the formula (noise-free), its
-    TTFT and peak RSS measured here before any search. That one measurement is device time, and
-    an evaluation only for a method that later asks for the genome (then from the cache)."""
-    ref = load_genome(ROOT / "genomes" / SEED_GENOMES[0])
-    native = ref.to_spec()
-    at_oracle = np.array([_quality(native), _ttft_ms(native), _rss_mib(native)])
-    spec = device.deploy(ref)
+    The rule: the oracle mode's ``BUDGET_MB``, ``IDEAL`` and ``NADIR`` are multiples of its
+    reference design's noise-free figures (the first seed, LFM2-350M: quality 2.243, TTFT
+    8,234 ms, peak RSS 352.7 MiB; so the budget is 1.45x its RSS, the TTFT nadir 2.43x its
+    TTFT, quality 0.85x-1.34x its loss); the same multiples apply to the same design at the
+    scale. Nothing is read from a search's results."""
+    native = load_genome(ROOT / "genomes" / SEED_GENOMES[0]).to_spec()
+    factor = at_scale / np.array([_quality(native), _ttft_ms(native), _rss_mib(native)])
+    return BUDGET_MB * float(factor[2]), IDEAL * factor, NADIR * factor
+
+
+def x86_mode(device: X86Device) -> tuple[Mode, MeasuredFigures, np.ndarray]:
+    """The mode, its figures and the reference design's figures at the scale: its quality by
+    the formula (noise-free), its TTFT and peak RSS measured here before any search
+    (``scaled_bounds`` turns them into the budget and HV bounds). That one measurement is
+    device time, and an evaluation only for a method that asks for the genome (from the
+    cache)."""
+    spec = device.deploy(load_genome(ROOT / "genomes" / SEED_GENOMES[0]))
     got = device.measure(spec)
     if got is None or not got.ok:
         raise SystemExit(f"calibration: {SEED_GENOMES[0]} at the scale did not measure: "
                          f"{got.error if got else 'export failed'}")
     at_scale = np.array([_quality(spec), got.ttft_ms, got.peak_rss_mib])
-    factor = at_scale / at_oracle
-    figures = MeasuredFigures(device, _noisy_quality, BUDGET_MB * factor[2])
-    mode = Mode(deploy=device.deploy, figures=figures, budget_mb=BUDGET_MB * factor[2],
-                ideal=IDEAL * factor, nadir=NADIR * factor, context=device.context)
+    budget, ideal, nadir = scaled_bounds(at_scale)
+    figures = MeasuredFigures(device, _noisy_quality, budget)
+    mode = Mode(deploy=device.deploy, figures=figures, budget_mb=budget, ideal=ideal,
+                nadir=nadir, context=device.context)
     return mode, figures, at_scale
 
 
