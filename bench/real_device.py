@@ -42,8 +42,9 @@ Constants (each a choice; the bench's command line overrides the scale and the c
   (``MeasuredFigures``), and the budget at the default scale is ~94 MiB, i.e. ~170M Q4_0
   parameters at most;
 - ``QUIET_LOAD`` 1.0: the box counts as quiet when the 1-minute load average before the run is
-  below 1 and its median just before each measurement is at most the CPU count + 1 (the bench's
-  own export and llama-bench threads keep up to ~3 runnable on a quiet 2-core box).
+  below 1 (if it measured anything) and its median just before the measurements used (cached
+  ones included) is at most the CPU count + 1 (the bench's own export and llama-bench threads
+  keep up to ~3 runnable on a quiet 2-core box).
 
 Measurements are cached by the spec that is exported (sha256 of its JSON): two genome ids whose
 deployment-scale specs are equal give the same file, hence one measurement. With a cache
@@ -305,19 +306,50 @@ class MeasuredFigures:
                    for g in genome_ids if g in self.by_genome)
 
 
+def print_header(device: X86Device, reference: str, ref: np.ndarray, load: float) -> None:
+    """What is measured, how, and the reference design's figures at the scale."""
+    s, setup = device.scale, device.setup
+    print("SEARCH EFFICIENCY on this machine: every evaluation is a REAL llama.cpp measurement "
+          "(x86 runner, llama-bench\n"
+          f"{device.runtime.commit}, {setup['threads']} threads, flash attention off, "
+          f"{setup['repetitions']} repetitions, medians) of the genome exported at a "
+          f"deployment scale\n(d_model {s.d_model}, vocab {s.vocab_size}, context_length "
+          f"{s.context_length}, Q4_0, random weights). Quality is the oracle mode's documented "
+          "formula\non the same spec (a stand-in, the same for every method): the devices are "
+          "real, quality is not.")
+    print(f"reference {reference} at the scale: quality {ref[0]:.3f}, TTFT {ref[1]:.1f} ms, "
+          f"peak RSS {ref[2]:.1f} MiB; budget and HV bounds = the oracle's as multiples of its "
+          "reference (scaled_bounds)")
+    print(f"load average (1 min) before: {load:.2f} on {os.cpu_count()} CPUs\n")
+
+
+def method_note(device: X86Device, figures: MeasuredFigures, ids: Sequence[Sequence[str]],
+                measured_before: int, seconds_before: float) -> str:
+    """A method's device time per seed (its evaluations as if measured for it alone), the
+    evaluations reported by their lower bound, and what was newly measured while it ran."""
+    over = [len(figures.over_budget & set(seed_ids)) for seed_ids in ids]
+    return (f"; device s per seed (export + measure, as if alone) "
+            f"{[round(figures.device_seconds(seed_ids)) for seed_ids in ids]}; over the budget "
+            f"by the lower bound (not run) {over}; new measurements "
+            f"{device.spent.measured - measured_before} "
+            f"({device.spent.measure_s - seconds_before:.0f} s measuring)")
+
+
 def print_summary(device: X86Device, load_before: float) -> None:
-    """What the device did in this invocation, and whether the box was quiet."""
+    """What the device did in this invocation, and whether the figures used came from a quiet
+    box (cached figures carry the load average of when they were measured)."""
     sp = device.spent
     load_after = os.getloadavg()[0]
-    during = float(np.median(sp.loads)) if sp.loads else math.nan
+    used = [f.load1 for f in device._memo.values() if math.isfinite(f.load1)]
+    during = float(np.median(used)) if used else math.nan
     cvs = [f.ttft_cv for f in device._memo.values() if f.ok and math.isfinite(f.ttft_cv)]
-    quiet = load_before < QUIET_LOAD and during <= (os.cpu_count() or 1) + 1
+    quiet = during <= (os.cpu_count() or 1) + 1 and (sp.measured == 0 or load_before < QUIET_LOAD)
     print(f"\ndevice: {sp.measured} measurements made ({sp.failed} failed), {sp.hits} cache "
           f"hits; {sp.measure_s:.0f} s measuring + {sp.export_s:.0f} s exporting "
           f"({(sp.measure_s + sp.export_s) / max(sp.measured, 1):.1f} s per measurement); "
-          f"benchmark CPU time {sp.cpu_s:.0f} s; median TTFT CV "
+          f"benchmark CPU time {sp.cpu_s:.0f} s; median TTFT CV of the {len(cvs)} figures used "
           f"{np.median(cvs) if cvs else math.nan:.3f}")
-    print(f"load average (1 min): before {load_before:.2f}, median before each measurement "
-          f"{during:.2f}, after {load_after:.2f} on {os.cpu_count()} CPUs: "
+    print(f"load average (1 min): before {load_before:.2f}, after {load_after:.2f}, median when "
+          f"the {len(used)} figures used were measured {during:.2f}, on {os.cpu_count()} CPUs: "
           + ("QUIET box" if quiet else "LOADED box: timings include the contention (TTFT "
              "especially; peak RSS hardly)"))

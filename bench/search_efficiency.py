@@ -1,6 +1,7 @@
 """Search efficiency: hypervolume reached per device evaluation (run on demand, not a test).
 
     python bench/search_efficiency.py [--budget 200] [--seeds 5] [--population 16]
+    python bench/search_efficiency.py --device x86 --cache DIR [--budget 100] [--seeds 5]
 
 Compares, on the same evaluation budget and seeds:
 
@@ -71,6 +72,24 @@ F and G are formed as ``star.search.evaluate`` forms them (G = [(rss - 512) / 51
 evaluated]). HV: pymoo's indicator over the feasible evaluated points, objectives normalised by
 fixed bounds (``IDEAL``/``NADIR``), reference point 1.1 in each; the table reports medians over
 seeds.
+
+``--device x86``: THE DEVICE IS THIS MACHINE. Every evaluation exports the genome at a
+deployment scale (``bench/real_device.py``: d_model 256, vocabulary 4,096 by default, Q4_0,
+random weights) and measures TTFT and peak RSS at ``--context`` (2,048) through the x86 agent's
+runner (pinned llama-bench, 2 threads, flash attention off, 2 repetitions); nothing of the
+oracle's device model is used. Quality stays the formula above, computed on the same
+deployment-scale spec (so the d_model gene, which the scale overrides, buys nothing): the
+device figures are real, quality is the same stand-in for every method. Everything the search
+sees is at that scale: the runtime fit, the pre-screen's lower bound, the surrogate's analytic
+features (``deploy=``). The budget and the HV bounds follow ``scaled_bounds`` (the oracle's, as
+multiples of its reference design, applied to the reference measured at the scale before any
+search). A genome whose peak-RSS lower bound breaks the budget is not run for the methods
+without the pre-screen: it costs them the evaluation, its G is that bound
+(``real_device.MeasuredFigures``). Measurements are cached by exported spec, so every method
+and seed sees the same figures for a genome (and, with ``--cache``, across invocations). The
+output adds device time (per method as if measured alone, and what this invocation measured),
+the TTFT spread, and the load average before, during and after: TTFT measured on a loaded box
+includes the contention.
 """
 
 from __future__ import annotations
@@ -97,6 +116,8 @@ from bench.real_device import (  # noqa: E402
     N_GEN,
     MeasuredFigures,
     X86Device,
+    method_note,
+    print_header,
     print_summary,
 )
 from star.cost import Quant, count_params  # noqa: E402
@@ -438,32 +459,6 @@ def x86_mode(device: X86Device) -> tuple[Mode, MeasuredFigures, np.ndarray]:
     return mode, figures, at_scale
 
 
-def _x86_header(device: X86Device, mode: Mode, ref: np.ndarray, load: float) -> None:
-    s, rt = device.scale, device.runtime
-    print("SEARCH EFFICIENCY on this machine: every evaluation is a REAL llama.cpp measurement "
-          "(x86 runner, llama-bench\n"
-          f"{rt.commit}, {device.setup['threads']} threads, flash attention off, "
-          f"{device.setup['repetitions']} repetitions, medians) of the genome exported at a "
-          f"deployment scale\n(d_model {s.d_model}, vocab {s.vocab_size}, context_length "
-          f"{s.context_length}, Q4_0, random weights). Quality is the oracle mode's documented "
-          "formula\non the same spec (a stand-in, the same for every method): the devices are "
-          "real, quality is not.")
-    print(f"reference {SEED_GENOMES[0]} at the scale: quality {ref[0]:.3f}, TTFT {ref[1]:.1f} "
-          f"ms, peak RSS {ref[2]:.1f} MiB; budget and HV bounds = the oracle's as multiples of "
-          "its reference (x86_mode)")
-    print(f"load average (1 min) before: {load:.2f} on {os.cpu_count()} CPUs\n")
-
-
-def _x86_method_line(device: X86Device, figures: MeasuredFigures, ledgers: list[Ledger],
-                     new_before: int, seconds_before: float) -> str:
-    over = [len(figures.over_budget & set(led.ids)) for led in ledgers]
-    return (f"; device s per seed (export + measure, as if alone) "
-            f"{[round(figures.device_seconds(led.ids)) for led in ledgers]}; over the budget "
-            f"by the lower bound (not run) {over}; new measurements "
-            f"{device.spent.measured - new_before} "
-            f"({device.spent.measure_s - seconds_before:.0f} s measuring)")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=int, default=200, help="device evaluations per search")
@@ -499,7 +494,7 @@ def main() -> None:
                                            args.context + N_GEN))
         device = X86Device(scale=scale, context=args.context, cache_dir=args.cache)
         mode, figures, ref = x86_mode(device)
-        _x86_header(device, mode, ref, load_before)
+        print_header(device, SEED_GENOMES[0], ref, load_before)
     else:
         print("SEARCH EFFICIENCY on a simulated device (documented kernel efficiencies, "
               "overheads, compute buffers\nand noise that the analytic cost model does not "
@@ -525,8 +520,8 @@ def main() -> None:
             ledgers.append(ledger)
             rows.append([ledger.hv_at(min(b, ledger.spent)) for b in marks])
         hv[name] = np.array(rows)
-        extra = (_x86_method_line(device, figures, ledgers, new_before, seconds_before)
-                 if device and figures else "")
+        extra = (method_note(device, figures, [led.ids for led in ledgers], new_before,
+                             seconds_before) if device and figures else "")
         print(f"  {name:14s} {time.perf_counter() - t0:6.1f} s, evaluations spent per seed "
               f"{[led.spent for led in ledgers]}{extra}", flush=True)
     print()
