@@ -151,10 +151,15 @@ def bench(
 
     gate = QuietGate(QuietThresholds(timeout_s=quiet_wait)) if quiet_wait > 0 else None
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    from star.cli.errors import progress
+
     try:
-        report = run_local_bench(model, wanted, settings, llama_bench, build_flags=build_flags,
-                                 commit=commit, timeout_s=timeout, quiet=gate,
-                                 remeasure=RemeasurePolicy(noisy_cv=noisy_cv, max_tries=max_tries))
+        with progress(f"llama-bench: {model.name} at {', '.join(map(str, wanted))} tokens, "
+                      f"{repeats} repetitions (a 32K prefill takes minutes on a laptop)"):
+            report = run_local_bench(
+                model, wanted, settings, llama_bench, build_flags=build_flags, commit=commit,
+                timeout_s=timeout, quiet=gate,
+                remeasure=RemeasurePolicy(noisy_cv=noisy_cv, max_tries=max_tries))
     except (BenchInputError, UnsupportedFlagError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:  # the benchmark process group is already killed (run_process)

@@ -51,9 +51,13 @@ def bench_pte(
         runner, build_flags = info.runner, list(info.compile_flags)
     elif not runner.is_file():
         raise refuse(f"runner not found: {runner}")
+    from star.cli.errors import progress
+
     try:
-        report = run_pte_bench(model, contexts, settings, runner, build_flags=build_flags,
-                               timeout_s=timeout, profile_dir=profile_dir)
+        with progress(f"star-et-bench: {model.name} at {', '.join(map(str, contexts))} tokens, "
+                      f"{repeats} repetitions"):
+            report = run_pte_bench(model, contexts, settings, runner, build_flags=build_flags,
+                                   timeout_s=timeout, profile_dir=profile_dir)
     except BenchInputError as exc:
         raise refuse(str(exc)) from None
     assert isinstance(report, BenchReport)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from star.cli.errors import fail, user_errors
+from star.cli.errors import fail, progress, user_errors
 from star.export.quant import Quant
 
 
@@ -147,26 +147,31 @@ def export(
         from star.export import check_exportable
 
         check_exportable(spec)  # before building a possibly large model
-        if weights is not None:
-            state: Any = load_weights(weights)
-            source = str(weights)
-        else:
-            import torch
+        with progress(f"{spec.name}: building the model") as step:
+            if weights is not None:
+                state: Any = load_weights(weights)
+                source = str(weights)
+            else:
+                import torch
 
-            from star.nn import StarModel
+                from star.nn import StarModel
 
-            seed = 0 if random_seed is None else random_seed
-            state = StarModel(spec, device="cpu", dtype=torch.float32, seed=seed)
-            source = f"random (seed {seed})"
-        plan = plan_export(spec, state, quant=gguf_quant.value, name=spec.name)
-        if dry_run:
-            result: dict[str, Any] = {
-                "arch": plan.arch, "n_tensors": len(plan.tensors), "quant": plan.quant.value,
-                "tokenizer": plan.tokenizer, "written": False,
-            }  # fmt: skip
-        else:
-            assert output is not None
-            result = write_plan(plan, output).to_dict()
+                seed = 0 if random_seed is None else random_seed
+                state = StarModel(spec, device="cpu", dtype=torch.float32, seed=seed)
+                source = f"random (seed {seed})"
+            step(f"{spec.name}: planning {gguf_quant.value} tensors")
+            plan = plan_export(spec, state, quant=gguf_quant.value, name=spec.name)
+            if dry_run:
+                result: dict[str, Any] = {
+                    "arch": plan.arch, "n_tensors": len(plan.tensors), "quant": plan.quant.value,
+                    "tokenizer": plan.tokenizer, "written": False,
+                }  # fmt: skip
+            else:
+                assert output is not None
+                how = ("" if gguf_quant.value in ("f32", "f16")
+                       else " (f16, then llama-quantize)")
+                step(f"{spec.name}: writing {output}{how}, then reading it back")
+                result = write_plan(plan, output).to_dict()
     except UnsupportedGenome as exc:
         fail(f"{genome}: not exportable: {exc}")
     except ExportError as exc:
