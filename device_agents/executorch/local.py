@@ -6,7 +6,6 @@ are the llama.cpp path's, reused: ``device_agents.llamacpp.local.run_process``.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -20,8 +19,13 @@ from device_agents.executorch.results import (
     assemble_context,
     parse_info,
 )
-from device_agents.llamacpp.commands import BenchInputError
-from device_agents.llamacpp.local import cpu_model, file_sha256, read_thermal, run_process
+from device_agents.llamacpp.commands import BenchInputError, check_contexts
+from device_agents.llamacpp.local import (
+    cpu_model,
+    file_sha256,
+    run_pair,
+    settle,
+)
 from device_agents.llamacpp.results import stderr_tail
 from device_agents.protocol import RemeasurePolicy
 from device_agents.schemas import BenchReport, Conditions, ContextMeasurement, RuntimeSettings
@@ -68,13 +72,7 @@ def validate_pte(
         raise BenchInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     if len(head) < 8 or head[4:6] != PTE_MAGIC:
         raise BenchInputError(f"{path}: not an ExecuTorch program (no ET file identifier)")
-    if not contexts:
-        raise BenchInputError("no contexts given")
-    bad = [c for c in contexts if c < 1]
-    if bad:
-        raise BenchInputError(f"contexts must be positive, got {bad[0]}")
-    if len(set(contexts)) != len(contexts):
-        raise BenchInputError("each context may appear only once")
+    check_contexts(contexts)
     if info is not None:
         too_long = [c for c in contexts if c + n_gen > info.max_context]
         if too_long:
@@ -125,24 +123,18 @@ class PteContextRunner:
         self.quiet = quiet
 
     def settle(self) -> Conditions:
-        if self.quiet is None:
-            return Conditions(load_1m=round(os.getloadavg()[0], 3), note="no quiet wait")
-        return self.quiet.wait()
+        return settle(self.quiet)
 
     def measure_once(self, context: int) -> Attempt:
         from device_agents.measure_policy import Attempt, outcome_of
 
         ttft_cmd, decode_cmd = build_commands(self.runner, self.model, context, self.settings,
                                               profile_dir=self.profile_dir)
-        before = read_thermal()
-        limits = dict(timeout_s=self.timeout_s, memory_limit_bytes=self.memory_limit_bytes,
-                      cancel=self.cancel)  # fmt: skip
-        ttft = run_process(ttft_cmd, **limits)  # type: ignore[arg-type]
-        decode = None
-        if ttft.returncode == 0 and not ttft.timed_out:
-            decode = run_process(decode_cmd, **limits)  # type: ignore[arg-type]
+        ttft, decode, before, after = run_pair(
+            ttft_cmd, decode_cmd, timeout_s=self.timeout_s,
+            memory_limit_bytes=self.memory_limit_bytes, cancel=self.cancel)
         measurement, _ = assemble_context(context, ttft, decode, thermal_before=before,
-                                          thermal_after=read_thermal())
+                                          thermal_after=after)
         return Attempt(measurement, outcome_of(ttft, decode, measurement))
 
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from device_agents.llamacpp.results import RunOutcome, classify_failure, stat_ms
+from device_agents.llamacpp.results import RunOutcome, failed_context, measured_context
 from device_agents.schemas import ContextMeasurement, Thermal
 
 RUNNER_FORMAT = 1  # the JSON format this module reads (the runner's kFormat)
@@ -121,18 +121,11 @@ def assemble_context(
         return ContextMeasurement(context=context, thermal_before=thermal_before,
                                   thermal_after=thermal_after, **fields)
 
-    for outcome in (ttft, decode):
-        if outcome is None:
-            continue
-        failure = classify_failure(outcome)
-        if failure is not None:
-            kind, reason = failure
-            if kind == "oom":
-                return measurement(oom=True), None
-            which = "prefill" if outcome is ttft else "decode"
-            return measurement(error=f"{which} run: {reason}"), None
-    if decode is None:
-        raise ValueError("assemble_context needs the decode run when the prefill run succeeded")
+    failed = failed_context(context, ttft, decode, thermal_before=thermal_before,
+                            thermal_after=thermal_after)
+    if failed is not None:
+        return failed, None
+    assert decode is not None
     try:
         pp = parse_runner_json(ttft.stdout)
         tg = parse_runner_json(decode.stdout)
@@ -142,11 +135,7 @@ def assemble_context(
         return measurement(error=f"star-et-bench answered another run than context {context}"), None
     if tg.n_gen < 1:
         return measurement(error="star-et-bench decode run reports no generated tokens"), None
-    peak = ttft.peak_rss_bytes or None
-    result = measurement(
-        ttft_ms=stat_ms(pp.samples_ns),
-        decode_ms_per_token=stat_ms(tg.samples_ns, per=tg.n_gen),
-        peak_rss_bytes=peak,
-        error=None if peak else "peak RSS of the prefill run could not be measured",
-    )
+    result = measured_context(context, pp.samples_ns, tg.samples_ns, tg.n_gen,
+                              ttft.peak_rss_bytes, thermal_before=thermal_before,
+                              thermal_after=thermal_after)
     return result, pp

@@ -36,6 +36,20 @@ def register(app: typer.Typer) -> None:
     app.command("runtimes")(runtimes)
 
 
+def print_result(result: dict[str, Any], *, as_json: bool) -> None:
+    """An export's result: JSON, or a key/value table."""
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
 def parse_gguf_quant(text: str) -> Quant:
     """``--quant`` for a GGUF: one of llama-quantize's types, case-insensitive."""
     try:
@@ -177,16 +191,9 @@ def export(
     except ExportError as exc:
         fail(f"{genome}: export failed: {exc}")
     result.update({"genome": str(genome), "scale": scale.value, "weights": source})
+    print_result(result, as_json=as_json)
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None)
-    for key, value in result.items():
-        table.add_row(key, str(value))
-    Console().print(table)
     if plan.tokenizer == "none":
         typer.echo(
             f"note: vocabulary {spec.vocab_size} < 259: tokenizer 'none' (token ids only, no text)",

@@ -7,11 +7,8 @@ the export itself fails (lowering, or the read-back logits disagree with torch).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
-
-import typer
 
 from star.cli.errors import fail, user_errors
 
@@ -32,7 +29,7 @@ def export_pte_command(
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    from star.cli.export import load_spec, load_weights
+    from star.cli.export import load_spec, load_weights, print_result
     from star.export import ExportError
     from star.export.executorch.options import PteOptions
 
@@ -70,16 +67,7 @@ def export_pte_command(
             fail(f"{genome}: export failed: {exc}", code=1)
         result["weights"] = source
     result.update({"genome": str(genome), "scale": scale.value})
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None)
-    for key, value in result.items():
-        table.add_row(key, str(value))
-    Console().print(table)
+    print_result(result, as_json=as_json)
 
 
 def _model(spec: Any, weights: Path | None, random_seed: int | None, load_weights: Any

@@ -130,7 +130,8 @@ class Steps:
         quant = self.config.artifact_quant
         cands = self.candidates(ids)
         with self.db.session_scope(readonly=True) as s:
-            have = store.artifacts_of_candidates(s, [c.id for c in cands.values()], quant=quant)
+            have = store.artifacts_of_candidates(s, [c.id for c in cands.values()], quant=quant,
+                                                 fmt=self.config.artifact_format)
         todo = [g for g in self.feasible_ids(ids) if cands[g].id not in have]
         for gid in todo:
             self.check_stop()
@@ -159,6 +160,48 @@ class Steps:
                 log.warning("candidate %s: export failed: %s", gid[:12], reason)
                 with self.db.session_scope() as s:
                     repo.update_candidate(s, candidate_id=cand.id, export_error=reason)
+        if self.config.cross_runtime == "executorch":
+            self.export_cross(ids)
+        return len(todo)
+
+    def export_cross(self, ids: list[str]) -> int:
+        """``cross_runtime: executorch``: each exported candidate also as a .pte (not an
+        objective, so a failure is kept in ``analytic_costs["cross_runtime_error"]`` and the
+        candidate stays in the search). Returns how many were exported."""
+        from star.export import ExportError
+
+        cfg = self.config
+        cands = self.candidates(ids)
+        with self.db.session_scope(readonly=True) as s:
+            have = store.artifacts_of_candidates(s, [c.id for c in cands.values()],
+                                                 quant=cfg.pte_quant, fmt="pte")
+        todo = [g for g in self.feasible_ids(ids) if cands[g].id not in have
+                and "cross_runtime_error" not in (cands[g].analytic_costs or {})]
+        for gid in todo:
+            self.check_stop()
+            cand = cands[gid]
+            spec = cfg.deploy_spec(Genome(tuple(cand.genome["genes"])))
+            problem = pte_problem(spec, cfg)
+            try:
+                if problem is not None:
+                    raise ExportError(problem)
+                import torch
+
+                from star.nn import StarModel
+
+                model = StarModel(spec, device="cpu", dtype=torch.float32, seed=cfg.export_seed)
+                with tempfile.TemporaryDirectory(prefix="star-export-") as tmp:
+                    path = export_program(spec, model, Path(tmp), gid, cfg)
+                    del model
+                    with self.db.session_scope() as s:
+                        repo.import_artifact(s, self.artifacts, path, quant=cfg.pte_quant,
+                                             format="pte", candidate_id=cand.id)
+            except (ExportError, MemoryError, RuntimeError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                log.warning("candidate %s: .pte export failed: %s", gid[:12], reason)
+                with self.db.session_scope() as s:
+                    costs = {**(cand.analytic_costs or {}), "cross_runtime_error": reason}
+                    repo.update_candidate(s, candidate_id=cand.id, analytic_costs=costs)
         return len(todo)
 
     def settings_for(self, cand: CandidateSnapshot) -> list[bool]:
@@ -187,7 +230,10 @@ class Steps:
         feasible = self.feasible_ids(ids)
         with self.db.session_scope(readonly=True) as s:
             cids = [cands[g].id for g in feasible]
-            arts = store.artifacts_of_candidates(s, cids, quant=cfg.artifact_quant)
+            arts = store.artifacts_of_candidates(s, cids, quant=cfg.artifact_quant,
+                                                 fmt=cfg.artifact_format)
+            cross_arts = (store.artifacts_of_candidates(s, cids, quant=cfg.pte_quant, fmt="pte")
+                          if cfg.cross_runtime == "executorch" else {})
             existing = store.jobs_of_candidates(s, cids)
         created = 0
         for gid in feasible:
@@ -195,19 +241,23 @@ class Steps:
             art = arts.get(cand.id)
             if art is None:
                 continue
+            runs = [(cfg.runtime, art, fa) for fa in self.settings_for(cand)]
+            cross = cross_arts.get(cand.id)
+            if cross is not None and stage is JobStage.SCREEN:  # no flash-attention switch
+                runs.append((cfg.cross_runtime or "", cross, False))
             for device_class in cfg.measured_classes():
                 cls = DeviceClass.parse(device_class)
-                for fa in self.settings_for(cand):
-                    if any(store.job_matches(j, device_class, stage, fa)
+                for runtime, artifact, fa in runs:
+                    if any(store.job_matches(j, device_class, stage, fa, runtime)
                            for j in existing.get(cand.id, ())):
                         continue
-                    key = store.job_key(cand.id, device_class, stage, fa)
+                    key = store.job_key(cand.id, device_class, stage, fa, runtime)
                     try:
                         with self.db.session_scope() as s:
                             if store.job_exists(s, key):
                                 continue
                             repo.create_profile_job(
-                                s, artifact_id=art.id, contexts=contexts, repetitions=reps,
+                                s, artifact_id=artifact.id, contexts=contexts, repetitions=reps,
                                 device_kind=cls.kind, device_tags=cls.tags,
                                 candidate_id=cand.id,
                                 n_gen=cfg.n_gen, max_attempts=cfg.max_attempts,

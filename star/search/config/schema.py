@@ -275,6 +275,11 @@ class SearchConfig(BaseModel):
         default="8da4w",
         description="runtime executorch: weight type of the measured .pte (8da4w: int8 dynamic "
         "activations, int4 weights in groups of 32, XNNPACK; fp32)")
+    cross_runtime: Literal["executorch"] | None = Field(
+        default=None,
+        description="runtime llama.cpp: also measure every candidate with this runtime (a .pte "
+        "at pte_quant) at the screening contexts; not an objective: the report shows where the "
+        "two runtimes agree and where they differ")
     contexts: list[int] = Field(
         default_factory=lambda: [4096, 32768],
         description="context lengths measured (TTFT at C, decode at depth C, peak RSS "
@@ -424,6 +429,8 @@ class SearchConfig(BaseModel):
                                     f"device_classes {self.device_classes}")
         if self.staging is not None:
             problems += self._staging_problems(self.staging)
+        if self.cross_runtime is not None and self.cross_runtime == self.runtime:
+            problems.append(f"cross_runtime: {self.cross_runtime} is the run's runtime already")
         if self.runtime == "executorch":
             if self.flash_attn != [False]:
                 problems.append(f"flash_attn: {self.flash_attn} is a llama.cpp setting; runtime "
@@ -496,6 +503,11 @@ class SearchConfig(BaseModel):
     def artifact_quant(self) -> str:
         """The ``quant`` of the measured files (artifacts.quant)."""
         return self.pte_quant if self.runtime == "executorch" else self.quant.value
+
+    @property
+    def artifact_format(self) -> str:
+        """The format of the measured files (artifacts.format): gguf or pte."""
+        return "pte" if self.runtime == "executorch" else "gguf"
 
     def pte_max_context(self) -> int:
         """Static KV length of an exported .pte: the longest context plus the decode tokens."""
