@@ -1,6 +1,7 @@
 """Search efficiency: hypervolume reached per device evaluation (run on demand, not a test).
 
     python bench/search_efficiency.py [--budget 200] [--seeds 5] [--population 16]
+    python bench/search_efficiency.py --device x86 --cache DIR [--budget 100] [--seeds 5]
 
 Compares, on the same evaluation budget and seeds:
 
@@ -71,15 +72,35 @@ F and G are formed as ``star.search.evaluate`` forms them (G = [(rss - 512) / 51
 evaluated]). HV: pymoo's indicator over the feasible evaluated points, objectives normalised by
 fixed bounds (``IDEAL``/``NADIR``), reference point 1.1 in each; the table reports medians over
 seeds.
+
+``--device x86``: THE DEVICE IS THIS MACHINE. Every evaluation exports the genome at a
+deployment scale (``bench/real_device.py``: d_model 256, vocabulary 4,096 by default, Q4_0,
+random weights) and measures TTFT and peak RSS at ``--context`` (2,048) through the x86 agent's
+runner (pinned llama-bench, 2 threads, flash attention off, 2 repetitions); nothing of the
+oracle's device model is used. Quality stays the formula above, computed on the same
+deployment-scale spec (so the d_model gene, which the scale overrides, buys nothing): the
+device figures are real, quality is the same stand-in for every method. Everything the search
+sees is at that scale: the runtime fit, the pre-screen's lower bound, the surrogate's analytic
+features (``deploy=``). The budget and the HV bounds follow ``scaled_bounds`` (the oracle's, as
+multiples of its reference design, applied to the reference measured at the scale before any
+search). A genome whose peak-RSS lower bound breaks the budget is not run for the methods
+without the pre-screen: it costs them the evaluation, its G is that bound
+(``real_device.MeasuredFigures``). Measurements are cached by exported spec, so every method
+and seed sees the same figures for a genome (and, with ``--cache``, across invocations). The
+output adds device time (per method as if measured alone, and what this invocation measured),
+the TTFT spread, and the load average before, during and after: TTFT measured on a loaded box
+includes the contention.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +111,15 @@ from pymoo.indicators.hv import HV
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.real_device import (  # noqa: E402
+    DEFAULT_SCALE,
+    N_GEN,
+    MeasuredFigures,
+    X86Device,
+    method_note,
+    print_header,
+    print_summary,
+)
 from star.cost import Quant, count_params  # noqa: E402
 from star.cost.flops import matmul_params_per_token  # noqa: E402
 from star.cost.memory import state_bytes, weight_bytes  # noqa: E402
@@ -107,8 +137,13 @@ from star.genome.spec import (  # noqa: E402
 )
 from star.search.config import OperatorSettings  # noqa: E402
 from star.search.evaluate import MISSING  # noqa: E402
-from star.search.objectives import parse_metric  # noqa: E402
-from star.search.operators import GenomeSampling, build_nsga2, genome_key  # noqa: E402
+from star.search.objectives import MetricKey, parse_metric  # noqa: E402
+from star.search.operators import (  # noqa: E402
+    Constraint,
+    GenomeSampling,
+    build_nsga2,
+    genome_key,
+)
 from star.search.prescreen import check_runtime, rss_lower_bound  # noqa: E402
 from star.search.runtime_fit import make_constraint  # noqa: E402
 from star.search.surrogate import Surrogate  # noqa: E402
@@ -200,14 +235,44 @@ def oracle(spec: ArchSpec, genome_id: str) -> np.ndarray:
     return np.array([_quality(spec), _ttft_ms(spec), _rss_mib(spec)]) * np.exp(sd * z)
 
 
+@dataclass(frozen=True)
+class Mode:
+    """What an evaluation is: the spec that is measured, its figures, the budget, the HV bounds.
+
+    ``figures(spec, genome_id)`` gives (quality, TTFT ms, peak RSS MiB) of a runnable spec, None
+    when it never reaches a device (it failed to export: free), NaN device figures when the
+    device failed (an evaluation spent, infeasible), an infinite peak RSS when it ran out of
+    memory (the same)."""
+
+    deploy: Callable[[Genome], ArchSpec]
+    figures: Callable[[ArchSpec, str], np.ndarray | None]
+    budget_mb: float = BUDGET_MB
+    ideal: np.ndarray = field(default_factory=lambda: IDEAL)
+    nadir: np.ndarray = field(default_factory=lambda: NADIR)
+    context: int = CONTEXT
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return ("quality", f"ttft_ms@{self.context}/x86", f"peak_rss_mb@{self.context}/x86")
+
+    @property
+    def budgets(self) -> list[tuple[MetricKey, float]]:
+        return [(parse_metric(self.objectives[2]), self.budget_mb)]
+
+
+ORACLE = Mode(deploy=lambda g: g.to_spec(), figures=oracle)
+
+
 class Ledger:
     """Device evaluations in the order they happen, a repeated genome counted once."""
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, mode: Mode = ORACLE) -> None:
         self.budget = budget
+        self.mode = mode
         self.seen: dict[str, tuple[np.ndarray, list[float]]] = {}
         self.points: list[np.ndarray] = []  # F of each evaluation, in order
         self.feasible: list[bool] = []
+        self.ids: list[str] = []  # genome id of each evaluation, in order
 
     @property
     def spent(self) -> int:
@@ -218,32 +283,41 @@ class Ledger:
         key = genome_key(vec)
         if key in self.seen:
             return self.seen[key]
-        spec = Genome(vec).to_spec()
+        mode = self.mode
+        spec = mode.deploy(Genome(vec))
         if not check_runtime(spec).ok:  # fails at export: never reaches a device
             self.seen[key] = UNMEASURED
             return UNMEASURED
         if prescreen:
-            bound = rss_lower_bound(spec, CONTEXT, QUANT) / 2**20
-            if bound > BUDGET_MB:  # rejected analytically: free
-                self.seen[key] = (np.full(3, MISSING), [(bound - BUDGET_MB) / BUDGET_MB, 1.0])
+            bound = rss_lower_bound(spec, mode.context, QUANT) / 2**20
+            if bound > mode.budget_mb:  # rejected analytically: free
+                self.seen[key] = (np.full(3, MISSING),
+                                  [(bound - mode.budget_mb) / mode.budget_mb, 1.0])
                 return self.seen[key]
         if self.spent >= self.budget:
             return UNMEASURED
-        f = oracle(spec, key)
-        self.seen[key] = (f, [(f[2] - BUDGET_MB) / BUDGET_MB, 0.0])
+        f = mode.figures(spec, key)
+        if f is None:  # the export failed: never reaches a device
+            self.seen[key] = UNMEASURED
+            return UNMEASURED
+        if np.isfinite(f).all():
+            self.seen[key] = (f, [(f[2] - mode.budget_mb) / mode.budget_mb, 0.0])
+        else:  # spent, not evaluated: the device failed (NaN), ran out of memory (RSS inf),
+            # or only a lower bound of the RSS is known (RSS finite): G as star.search.evaluate
+            rss = MISSING if np.isinf(f[2]) else 0.0 if np.isnan(f[2]) else (
+                (f[2] - mode.budget_mb) / mode.budget_mb)
+            self.seen[key] = (np.full(3, MISSING), [rss, 1.0])
         self.points.append(f)
-        self.feasible.append(bool(f[2] <= BUDGET_MB))
+        self.feasible.append(bool(np.isfinite(f).all() and f[2] <= mode.budget_mb))
+        self.ids.append(key)
         return self.seen[key]
 
     def hv_at(self, n: int) -> float:
         pts = [p for p, ok in zip(self.points[:n], self.feasible[:n], strict=True) if ok]
         if not pts:
             return 0.0
-        norm = (np.array(pts) - IDEAL) / (NADIR - IDEAL)
+        norm = (np.array(pts) - self.mode.ideal) / (self.mode.nadir - self.mode.ideal)
         return float(HV(ref_point=REF)(norm))
-
-
-_FIT = make_constraint(lambda g: g.to_spec())
 
 
 def _problem() -> Problem:
@@ -252,7 +326,10 @@ def _problem() -> Problem:
 
 
 def _drive(algorithm: NSGA2, ledger: Ledger, *, prescreen: bool, seed: int,
-           canonical: bool) -> None:
+           fit: Constraint | None) -> None:
+    """ask / evaluate / tell until the budget is spent (or 50 generations spend nothing).
+    ``fit``: plain NSGA-II's raw vectors are repaired and fitted to a runnable llama.cpp family
+    when they are evaluated; ours' operators return fitted, canonical vectors already."""
     from pymoo.core.evaluator import Evaluator
     from pymoo.problems.static import StaticProblem
 
@@ -264,8 +341,8 @@ def _drive(algorithm: NSGA2, ledger: Ledger, *, prescreen: bool, seed: int,
         F, G = [], []
         for x in pop.get("X"):
             vec = tuple(int(v) for v in x)
-            if not canonical:  # plain NSGA-II: the raw vector, fitted to a runnable family
-                fitted = _FIT(repair(vec))
+            if fit is not None:
+                fitted = fit(repair(vec))
                 if fitted is None:  # nothing runnable near it: fails at export, free
                     F.append(UNMEASURED[0])
                     G.append(UNMEASURED[1])
@@ -289,17 +366,18 @@ def _genomes() -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
 def run_ours(ledger: Ledger, seed: int, pop: int, *, prescreen: bool = True,
              surrogate: bool = True, **settings: object) -> None:
     base, seeds = _genomes()
+    mode = ledger.mode
     ops = OperatorSettings(surrogate=surrogate, **settings)  # type: ignore[arg-type]
-    model = Surrogate([parse_metric(n) for n in OBJECTIVES], BUDGETS, lambda g: g.to_spec(),
+    model = Surrogate([parse_metric(n) for n in mode.objectives], mode.budgets, mode.deploy,
                       QUANT)
-    algorithm = build_nsga2(pop_size=pop, constraint=make_constraint(lambda g: g.to_spec()),
+    algorithm = build_nsga2(pop_size=pop, constraint=make_constraint(mode.deploy),
                             settings=ops, seeds=seeds, base=base, surrogate=model)
-    _drive(algorithm, ledger, prescreen=prescreen, seed=seed, canonical=True)
+    _drive(algorithm, ledger, prescreen=prescreen, seed=seed, fit=None)
 
 
 def run_random(ledger: Ledger, seed: int, pop: int) -> None:
     base, seeds = _genomes()
-    sampler = GenomeSampling(seeds=seeds, constraint=make_constraint(lambda g: g.to_spec()),
+    sampler = GenomeSampling(seeds=seeds, constraint=make_constraint(ledger.mode.deploy),
                              base=base)
     rng = np.random.default_rng(seed)
     problem = _problem()
@@ -325,7 +403,7 @@ def run_plain(ledger: Ledger, seed: int, pop: int) -> None:
         mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
         eliminate_duplicates=True,
     )
-    _drive(algorithm, ledger, prescreen=False, seed=seed, canonical=False)
+    _drive(algorithm, ledger, prescreen=False, seed=seed, fit=make_constraint(ledger.mode.deploy))
 
 
 METHODS: dict[str, Callable[..., None]] = {
@@ -339,6 +417,48 @@ RATIOS = (("ours", "random"), ("ours", "ours-nosurr"), ("ours-nosurr", "random")
           ("ours", "plain-nsga2"), ("ours", "ours-noscreen"))
 
 
+# ---- --device x86: real measurements (bench/real_device.py) --------------------------------
+
+
+def _noisy_quality(spec: ArchSpec, genome_id: str) -> float:
+    """The oracle's quality with the oracle's noise draw (seeded by the genome id)."""
+    z = np.random.default_rng(int(genome_id[:16], 16)).standard_normal(3)
+    return _quality(spec) * math.exp(NOISE["quality"] * z[0])
+
+
+def scaled_bounds(at_scale: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """(budget MiB, IDEAL, NADIR) for a scale whose reference design has ``at_scale`` =
+    (quality, TTFT ms, peak RSS MiB).
+
+    The rule: the oracle mode's ``BUDGET_MB``, ``IDEAL`` and ``NADIR`` are multiples of its
+    reference design's noise-free figures (the first seed, LFM2-350M: quality 2.243, TTFT
+    8,234 ms, peak RSS 352.7 MiB; so the budget is 1.45x its RSS, the TTFT nadir 2.43x its
+    TTFT, quality 0.85x-1.34x its loss); the same multiples apply to the same design at the
+    scale. Nothing is read from a search's results."""
+    native = load_genome(ROOT / "genomes" / SEED_GENOMES[0]).to_spec()
+    factor = at_scale / np.array([_quality(native), _ttft_ms(native), _rss_mib(native)])
+    return BUDGET_MB * float(factor[2]), IDEAL * factor, NADIR * factor
+
+
+def x86_mode(device: X86Device) -> tuple[Mode, MeasuredFigures, np.ndarray]:
+    """The mode, its figures and the reference design's figures at the scale: its quality by
+    the formula (noise-free), its TTFT and peak RSS measured here before any search
+    (``scaled_bounds`` turns them into the budget and HV bounds). That one measurement is
+    device time, and an evaluation only for a method that asks for the genome (from the
+    cache)."""
+    spec = device.deploy(load_genome(ROOT / "genomes" / SEED_GENOMES[0]))
+    got = device.measure(spec)
+    if got is None or not got.ok:
+        raise SystemExit(f"calibration: {SEED_GENOMES[0]} at the scale did not measure: "
+                         f"{got.error if got else 'export failed'}")
+    at_scale = np.array([_quality(spec), got.ttft_ms, got.peak_rss_mib])
+    budget, ideal, nadir = scaled_bounds(at_scale)
+    figures = MeasuredFigures(device, _noisy_quality, budget)
+    mode = Mode(deploy=device.deploy, figures=figures, budget_mb=budget, ideal=ideal,
+                nadir=nadir, context=device.context)
+    return mode, figures, at_scale
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=int, default=200, help="device evaluations per search")
@@ -346,31 +466,64 @@ def main() -> None:
     ap.add_argument("--population", type=int, default=16)
     ap.add_argument("--methods", default=",".join(m for m in METHODS if m != "ours-noscreen"),
                     help="comma-separated subset of " + ", ".join(METHODS))
+    ap.add_argument("--marks", default="",
+                    help="comma-separated evaluation counts to report (default: 10, 25, 50, "
+                         "100, 150, 200 up to the budget, and the budget)")
+    ap.add_argument("--device", choices=("oracle", "x86"), default="oracle",
+                    help="oracle: the documented simulation (default); x86: real llama.cpp "
+                         "measurements on this machine (bench/real_device.py)")
+    ap.add_argument("--d-model", type=int, default=DEFAULT_SCALE.d_model,
+                    help="x86: deployment-scale width")
+    ap.add_argument("--vocab", type=int, default=DEFAULT_SCALE.vocab_size,
+                    help="x86: deployment-scale vocabulary")
+    ap.add_argument("--context", type=int, default=CONTEXT,
+                    help="x86: measured context (TTFT and peak RSS at it)")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="x86: directory of cached measurements shared across invocations "
+                         "(one folder per setup fingerprint; use a fresh one on a quiet box)")
     args = ap.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     marks = sorted({b for b in (10, 25, 50, 100, 150, 200, args.budget) if b <= args.budget})
+    if args.marks:
+        marks = sorted({int(b) for b in args.marks.split(",") if 0 < int(b) <= args.budget})
 
-    print("SEARCH EFFICIENCY on a simulated device (documented kernel efficiencies, overheads, "
-          "compute buffers\nand noise that the analytic cost model does not know) + a "
-          "documented quality formula: it measures\nhow efficiently each search spends device "
-          "evaluations, NOT device truth.")
-    print(f"objectives {OBJECTIVES}, Q4_0, native scale; budget peak_rss_mb <= {BUDGET_MB:g}; "
-          f"population {args.population}; seeds 0..{args.seeds - 1}; HV reference "
-          f"{REF.tolist()} after normalising by IDEAL {IDEAL.tolist()} / NADIR "
-          f"{NADIR.tolist()}\n")
+    mode, device, figures, load_before = ORACLE, None, None, os.getloadavg()[0]
+    if args.device == "x86":
+        scale = replace(DEFAULT_SCALE, d_model=args.d_model, vocab_size=args.vocab,
+                        context_length=max(DEFAULT_SCALE.context_length or 0,
+                                           args.context + N_GEN))
+        device = X86Device(scale=scale, context=args.context, cache_dir=args.cache)
+        mode, figures, ref = x86_mode(device)
+        print_header(device, SEED_GENOMES[0], ref, load_before)
+    else:
+        print("SEARCH EFFICIENCY on a simulated device (documented kernel efficiencies, "
+              "overheads, compute buffers\nand noise that the analytic cost model does not "
+              "know) + a documented quality formula: it measures\nhow efficiently each search "
+              "spends device evaluations, NOT device truth.")
+    scale = "native scale" if device is None else f"d_model {device.scale.d_model}"
+    ideal, nadir = (mode.ideal, mode.nadir) if device is None else (
+        np.round(mode.ideal, 3), np.round(mode.nadir, 3))
+    print(f"objectives {mode.objectives}, Q4_0, {scale}; budget peak_rss_mb <= "
+          f"{mode.budget_mb:g}; population {args.population}; seeds 0..{args.seeds - 1}; HV "
+          f"reference {REF.tolist()} after normalising by IDEAL {ideal.tolist()} / NADIR "
+          f"{nadir.tolist()}\n")
     hv: dict[str, np.ndarray] = {}
     for name in methods:
         rows = []
         t0 = time.perf_counter()
-        spent = []
+        ledgers = []
+        new_before = device.spent.measured if device else 0
+        seconds_before = device.spent.measure_s if device else 0.0
         for seed in range(args.seeds):
-            ledger = Ledger(args.budget)
+            ledger = Ledger(args.budget, mode)
             METHODS[name](ledger, seed, args.population)
-            spent.append(ledger.spent)
+            ledgers.append(ledger)
             rows.append([ledger.hv_at(min(b, ledger.spent)) for b in marks])
         hv[name] = np.array(rows)
+        extra = (method_note(device, figures, [led.ids for led in ledgers], new_before,
+                             seconds_before) if device and figures else "")
         print(f"  {name:14s} {time.perf_counter() - t0:6.1f} s, evaluations spent per seed "
-              f"{spent}", flush=True)
+              f"{[led.spent for led in ledgers]}{extra}", flush=True)
     print()
     ratios = [(a, b) for a, b in RATIOS if a in hv and b in hv]
     head = f"{'evaluations':>11s} | " + " | ".join(f"{n:>13s}" for n in methods)
@@ -390,6 +543,8 @@ def main() -> None:
         print("\nseeds where ours > random, per mark: "
               + ", ".join(f"{b}: {w}/{args.seeds}" for b, w in zip(marks, wins, strict=True)))
     print("median hypervolume over seeds (higher is better); ratios are of medians.")
+    if device is not None:
+        print_summary(device, load_before)
 
 
 if __name__ == "__main__":

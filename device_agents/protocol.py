@@ -179,6 +179,9 @@ class JobSpec(_Out):
         "llama.cpp flash attention pinned by the job (null: the agent's default, off)"))
     stage: str | None = Field(default=None, description=(
         "screen | confirm (search jobs), null: made by hand"))
+    runtime: str = Field(default="llama.cpp", description=(
+        "the runtime to measure with: llama.cpp (llama-bench, a GGUF) or executorch "
+        "(star-et-bench, a .pte)"))
     remeasure: RemeasurePolicy = Field(default_factory=RemeasurePolicy,
                                        description="when to measure a context again")
 
@@ -287,6 +290,8 @@ class JobPublic(_Out):
                               description="screen | confirm (search jobs), null: by hand")
     flash_attn: bool | None = Field(default=None,
                                     description="pinned flash attention (null: agent default)")
+    runtime: str = Field(default="llama.cpp", description=(
+        "who runs it: llama.cpp (a GGUF) or executorch (a .pte), from the artifact's format"))
 
 
 class JobsPublic(_Out):

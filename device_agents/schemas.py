@@ -8,7 +8,7 @@ figure (negative, NaN, infinite) is refused with the field named, before it reac
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -202,11 +202,14 @@ class ContextMeasurement(_Strict):
         return self
 
 
+RuntimeName = Literal["llama.cpp", "executorch"]
+
+
 class RuntimeSettings(_Strict):
     """Settings that change the figures and are therefore recorded with every measurement."""
 
-    llama_cpp_commit: str = Field(max_length=MAX_NAME_CHARS,
-                                  description="the llama.cpp build that measured")
+    llama_cpp_commit: str = Field(default="", max_length=MAX_NAME_CHARS, description=(
+        'the llama.cpp build that measured; "" for other runtimes'))
     build_flags: list[str] = Field(default_factory=list, max_length=MAX_FLAGS,
                                    description="the runtime's build flags")
     threads: int = Field(gt=0, le=MAX_THREADS, description="threads the runtime used")
@@ -228,6 +231,15 @@ class RuntimeSettings(_Strict):
     warmup_below: int | None = Field(default=None, ge=1, le=1 << 20, description=(
         "from this context on the TTFT run skipped llama-bench's untimed warm-up prefill; "
         "null: always warmed up (or not recorded)"))
+
+    # Which runtime measured: "llama.cpp" (a GGUF) or "executorch" (a .pte). Older reports,
+    # which predate the field, were all llama.cpp.
+    runtime: RuntimeName = Field(default="llama.cpp", description=(
+        "the runtime that measured: llama.cpp (a GGUF) or executorch (a .pte)"))
+    runtime_version: str | None = Field(default=None, max_length=MAX_NAME_CHARS, description=(
+        'the runtime\'s version when it is not a llama.cpp commit, e.g. ExecuTorch "1.5.1+cpu"'))
+    delegate: str | None = Field(default=None, max_length=64, description=(
+        "the ExecuTorch backend the program was lowered to (xnnpack); null for llama.cpp"))
 
     @field_validator("build_flags")
     @classmethod
@@ -273,3 +285,7 @@ class DeviceProperties(_Strict):
     cpu: str = Field(default="", max_length=MAX_NAME_CHARS, description="CPU description")
     cpu_cores: int | None = Field(default=None, gt=0, le=MAX_THREADS,
                                   description="CPU cores")
+    runtimes: list[RuntimeName] = Field(
+        default_factory=lambda: list[RuntimeName](["llama.cpp"]), max_length=2, description=(
+            "runtimes this agent can measure with (llama.cpp: GGUF jobs; executorch: .pte "
+            "jobs); the coordinator leases it only jobs of these"))

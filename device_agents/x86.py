@@ -4,7 +4,9 @@ Properties come from /proc and psutil; the measurement is ``device_agents.llamac
 run_local_bench`` with the job's contexts, repetitions and re-measure policy, after a
 quiet-machine wait (``device_agents.quiet``) before every try. The llama-bench binary is the
 configured one, else the pinned build from ``star.runtime.ensure_runtime()`` (imported lazily:
-a lab host may configure a binary and never build).
+a lab host may configure a binary and never build). A job of runtime ``executorch`` (a .pte) is
+measured by the ExecuTorch runner ``star-et-bench`` under the same rule; the agent advertises
+that runtime only when the runner is built or can be (``executorch_available``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,15 +68,46 @@ class X86Runner:
         build_flags: Sequence[str] = (),
         commit: str | None = None,
         quiet: QuietThresholds | None = None,
+        executorch_runner: Path | None = None,
     ) -> None:
         self._bench = llama_bench_path
+        self._et_runner = executorch_runner  # None: the cached build (star runtime build
+        # --runtime executorch), made on the first .pte job
         self.quiet = quiet  # None: measure without waiting for a quiet machine
         self._threads = threads
         self._build_flags = tuple(build_flags)
         self._commit = commit
 
     def properties(self) -> DeviceProperties:
-        return host_properties()
+        props = host_properties()
+        if self.executorch_available():
+            props = props.model_copy(update={"runtimes": ["llama.cpp", "executorch"]})
+        return props
+
+    def executorch_available(self) -> bool:
+        """Whether this host can run .pte jobs: the runner is built, or can be (the executorch
+        wheel and g++ are installed; the first job builds it, ~15 s)."""
+        if self._et_runner is not None:
+            return self._et_runner.is_file()
+        try:
+            from star.runtime.executorch import executorch_package, read_runner_marker
+        except ImportError:  # an agent-only host without the star package
+            return False
+        if read_runner_marker() is not None:
+            return True
+        try:
+            executorch_package()
+        except Exception:  # noqa: BLE001 - any failure to find the wheel: not available
+            return False
+        return shutil.which("g++") is not None
+
+    def _pte_runner(self) -> tuple[Path, list[str]]:
+        if self._et_runner is not None:
+            return self._et_runner, []
+        from star.runtime.executorch import ensure_executorch_runner  # builds once per host
+
+        info = ensure_executorch_runner()
+        return info.runner, list(info.compile_flags)
 
     def available(self) -> bool:
         return True
@@ -89,6 +123,8 @@ class X86Runner:
         return self._bench
 
     def measure(self, model_path: Path, job: JobSpec, cancel: threading.Event) -> BenchReport:
+        if job.runtime == "executorch":
+            return self.measure_pte(model_path, job, cancel)
         from device_agents.llamacpp import (
             BenchInputError,
             BenchSettings,
@@ -115,4 +151,24 @@ class X86Runner:
                 cancel=cancel,
             )
         except (BenchInputError, UnsupportedFlagError, GGUFError) as exc:
+            raise JobBroken(str(exc)) from exc
+
+    def measure_pte(self, model_path: Path, job: JobSpec, cancel: threading.Event) -> BenchReport:
+        """A .pte job: the ExecuTorch runner under the same measurement rule."""
+        from device_agents.executorch import PteBenchSettings, run_pte_bench
+        from device_agents.llamacpp import BenchInputError
+
+        runner, flags = self._pte_runner()
+        threads = self._threads or max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+        try:
+            settings = PteBenchSettings(threads=threads, n_gen=job.n_gen,
+                                        repetitions=job.repetitions)
+            return run_pte_bench(
+                model_path, job.contexts, settings, runner, build_flags=flags,
+                timeout_s=SECONDS_PER_CONTEXT_REP * job.repetitions * len(job.contexts),
+                remeasure=job.remeasure,
+                quiet=QuietGate(self.quiet, stop=cancel) if self.quiet is not None else None,
+                cancel=cancel,
+            )  # fmt: skip
+        except BenchInputError as exc:
             raise JobBroken(str(exc)) from exc

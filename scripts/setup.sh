@@ -39,3 +39,6 @@ star runtime build
 # busy cores the first time; cached per version and flags). The Android agent pushes it, and the
 # Android tests run it on the emulated phone. nice: CI machines and laptops stay usable.
 nice -n 10 star runtime build --target android-arm64
+
+# the ExecuTorch benchmark runner (g++ against the executorch wheel, ~10 s; cached likewise)
+star runtime build --runtime executorch

@@ -143,13 +143,13 @@ def make_device(
 
 
 def make_artifact(
-    db: Database, store: ArtifactStore, payload: bytes | None = None
+    db: Database, store: ArtifactStore, payload: bytes | None = None, *, fmt: str = "gguf"
 ) -> ArtifactSnapshot:
     payload = payload if payload is not None else os.urandom(256)
-    relative, sha, size = store.put_chunks([payload], fmt="gguf")
+    relative, sha, size = store.put_chunks([payload], fmt=fmt)
     with db.session_scope() as s:
         return repo.register_artifact(
-            s, sha256=sha, size_bytes=size, path=relative, format="gguf", quant="f32"
+            s, sha256=sha, size_bytes=size, path=relative, format=fmt, quant="f32"
         )
 
 

@@ -21,6 +21,7 @@ The Android agent reuses this module unchanged and runs the commands over adb.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,13 +120,7 @@ def validate_model(path: str | Path, contexts: list[int], *, n_gen: int = 0) -> 
         raise BenchInputError(str(exc)) from None
     except OSError as exc:
         raise BenchInputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not contexts:
-        raise BenchInputError("no contexts given")
-    bad = [c for c in contexts if c < 1]
-    if bad:
-        raise BenchInputError(f"contexts must be positive, got {bad[0]}")
-    if len(set(contexts)) != len(contexts):
-        raise BenchInputError("each context may appear only once")
+    check_contexts(contexts)
     limit = header.context_length
     if limit is not None:
         too_long = [c for c in contexts if c + n_gen > limit]
@@ -135,3 +130,14 @@ def validate_model(path: str | Path, contexts: list[int], *, n_gen: int = 0) -> 
                 f"model's context_length {limit} ({header.architecture}.context_length in {path})"
             )
     return header
+
+
+def check_contexts(contexts: Sequence[int]) -> None:
+    """Contexts to measure: at least one, each positive, each once (any runtime)."""
+    if not contexts:
+        raise BenchInputError("no contexts given")
+    bad = [c for c in contexts if c < 1]
+    if bad:
+        raise BenchInputError(f"contexts must be positive, got {bad[0]}")
+    if len(set(contexts)) != len(contexts):
+        raise BenchInputError("each context may appear only once")

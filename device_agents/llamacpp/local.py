@@ -222,6 +222,34 @@ def measure_context(
     return attempt.measurement, attempt.commit
 
 
+def settle(quiet: QuietGate | None) -> Conditions:
+    """A local runner's wait before a try: the quiet gate's, or none (load recorded)."""
+    if quiet is None:
+        return Conditions(load_1m=round(os.getloadavg()[0], 3), note="no quiet wait")
+    return quiet.wait()
+
+
+def run_pair(
+    ttft_cmd: Sequence[str],
+    decode_cmd: Sequence[str],
+    *,
+    timeout_s: float | None = None,
+    memory_limit_bytes: int | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[RunOutcome, RunOutcome | None, Thermal | None, Thermal | None]:
+    """One try at one context on this machine, for any runtime: the prefill process, then the
+    decode process only if the prefill succeeded (a failed prefill at C fails decode too), with
+    the thermal state before and after. Returns (ttft, decode or None, before, after)."""
+    before = read_thermal()
+    ttft = run_process(ttft_cmd, timeout_s=timeout_s, memory_limit_bytes=memory_limit_bytes,
+                       cancel=cancel)
+    decode = None
+    if ttft.returncode == 0 and not ttft.timed_out:
+        decode = run_process(decode_cmd, timeout_s=timeout_s,
+                             memory_limit_bytes=memory_limit_bytes, cancel=cancel)
+    return ttft, decode, before, read_thermal()
+
+
 class LocalContextRunner:
     """``measure_policy.ContextRunner`` for this machine: two local processes per try, and a
     quiet-machine wait (``quiet``: a ``QuietGate``; None: measure at once) before each try."""
@@ -248,24 +276,18 @@ class LocalContextRunner:
         self.quiet = quiet
 
     def settle(self) -> Conditions:
-        if self.quiet is None:
-            return Conditions(load_1m=round(os.getloadavg()[0], 3), note="no quiet wait")
-        return self.quiet.wait()
+        return settle(self.quiet)
 
     def measure_once(self, context: int) -> Attempt:
         from device_agents.measure_policy import Attempt, outcome_of
 
         ttft_cmd, decode_cmd = build_commands(self.flags, self.model_path, context,
                                               self.settings, llama_bench=self.llama_bench)
-        before = read_thermal()
-        limits = dict(timeout_s=self.timeout_s, memory_limit_bytes=self.memory_limit_bytes,
-                      cancel=self.cancel)  # fmt: skip
-        ttft = run_process(ttft_cmd, **limits)  # type: ignore[arg-type]
-        decode = None
-        if ttft.returncode == 0 and not ttft.timed_out:  # a failed prefill at C fails decode too
-            decode = run_process(decode_cmd, **limits)  # type: ignore[arg-type]
+        ttft, decode, before, after = run_pair(
+            ttft_cmd, decode_cmd, timeout_s=self.timeout_s,
+            memory_limit_bytes=self.memory_limit_bytes, cancel=self.cancel)
         measurement, parsed = assemble_context(context, ttft, decode, thermal_before=before,
-                                               thermal_after=read_thermal())
+                                               thermal_after=after)
         return Attempt(measurement, outcome_of(ttft, decode, measurement),
                        parsed.build_commit if parsed else None)
 

@@ -169,32 +169,68 @@ def assemble_context(
     failing for lack of memory still makes the context ``oom``. Returns the parsed TTFT result
     too (for the build commit llama-bench reports).
     """
-    def measurement(**fields: Any) -> ContextMeasurement:
+    failed = failed_context(context, ttft, decode, thermal_before=thermal_before,
+                            thermal_after=thermal_after)
+    if failed is not None:
+        return failed, None
+    assert decode is not None
+    try:
+        pp = _pick(parse_llama_bench_json(ttft.stdout), decode=False, context=context)
+        tg = _pick(parse_llama_bench_json(decode.stdout), decode=True, context=context)
+    except BenchParseError as exc:
         return ContextMeasurement(context=context, thermal_before=thermal_before,
-                                  thermal_after=thermal_after, **fields)
+                                  thermal_after=thermal_after, error=str(exc)), None
+    result = measured_context(context, pp.samples_ns, tg.samples_ns, tg.n_gen,
+                              ttft.peak_rss_bytes, thermal_before=thermal_before,
+                              thermal_after=thermal_after)
+    return result, pp
 
+
+def failed_context(
+    context: int,
+    ttft: RunOutcome,
+    decode: RunOutcome | None,
+    *,
+    thermal_before: Thermal | None = None,
+    thermal_after: Thermal | None = None,
+) -> ContextMeasurement | None:
+    """The measurement of a context whose prefill or decode process failed (``oom``, or the
+    ``error`` naming the run and why), or None when both ran. Shared by every runtime's
+    ``assemble_context``: one rule for what a failed benchmark process means."""
     for outcome in (ttft, decode):
         if outcome is None:
             continue
         failure = classify_failure(outcome)
         if failure is not None:
             kind, reason = failure
-            which = "prefill" if outcome is ttft else "decode"
             if kind == "oom":
-                return measurement(oom=True), None
-            return measurement(error=f"{which} run: {reason}"), None
+                return ContextMeasurement(context=context, thermal_before=thermal_before,
+                                          thermal_after=thermal_after, oom=True)
+            which = "prefill" if outcome is ttft else "decode"
+            return ContextMeasurement(context=context, thermal_before=thermal_before,
+                                      thermal_after=thermal_after,
+                                      error=f"{which} run: {reason}")
     if decode is None:
         raise ValueError("assemble_context needs the decode run when the prefill run succeeded")
-    try:
-        pp = _pick(parse_llama_bench_json(ttft.stdout), decode=False, context=context)
-        tg = _pick(parse_llama_bench_json(decode.stdout), decode=True, context=context)
-    except BenchParseError as exc:
-        return measurement(error=str(exc)), None
-    peak = ttft.peak_rss_bytes or None
-    result = measurement(
-        ttft_ms=stat_ms(pp.samples_ns),
-        decode_ms_per_token=stat_ms(tg.samples_ns, per=tg.n_gen),
+    return None
+
+
+def measured_context(
+    context: int,
+    ttft_samples_ns: Sequence[float],
+    decode_samples_ns: Sequence[float],
+    n_gen: int,
+    peak_rss_bytes: int | None,
+    *,
+    thermal_before: Thermal | None = None,
+    thermal_after: Thermal | None = None,
+) -> ContextMeasurement:
+    """A context both of whose runs succeeded: TTFT, decode per token, the prefill's peak RSS."""
+    peak = peak_rss_bytes or None
+    return ContextMeasurement(
+        context=context, thermal_before=thermal_before, thermal_after=thermal_after,
+        ttft_ms=stat_ms(ttft_samples_ns),
+        decode_ms_per_token=stat_ms(decode_samples_ns, per=n_gen),
         peak_rss_bytes=peak,
         error=None if peak else "peak RSS of the prefill run could not be measured",
     )
-    return result, pp

@@ -1,4 +1,5 @@
 """``star bench MODEL.gguf``: TTFT, decode latency and peak RSS per context on this machine.
+(``MODEL.pte``: the same figures from the ExecuTorch runner, star.cli.bench_pte.)
 
 Exit codes: 0 every context measured (or out of memory, which is a result); 1 a context failed
 otherwise, or the runtime could not be built; 2 invalid input (one line on stderr, no traceback);
@@ -53,9 +54,12 @@ def _default_threads() -> int:
 
 
 def bench(
-    model: Annotated[Path, typer.Argument(help="GGUF model file")],
+    model: Annotated[Path, typer.Argument(help="GGUF model file (or an ExecuTorch .pte)")],
     contexts: Annotated[str, typer.Option(help="context lengths, comma-separated")] = "4096,32768",
-    repeats: Annotated[int, typer.Option(help="timed repetitions per figure")] = 5,
+    repeats: Annotated[
+        int, typer.Option("--repetitions", "--repeats", "-r",
+                          help="timed repetitions per figure")
+    ] = 5,
     threads: Annotated[int | None, typer.Option(help="threads (default: usable cores)")] = None,
     n_gen: Annotated[int, typer.Option("--n-gen", help="tokens generated for decode")] = 32,
     flash_attn: Annotated[str, typer.Option("--flash-attn", help="on | off")] = "off",
@@ -66,6 +70,12 @@ def bench(
         Path | None, typer.Option("--llama-bench", help="use this binary, not the pinned build")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the BenchReport JSON")] = False,
+    runner: Annotated[
+        Path | None, typer.Option(help=".pte: use this star-et-bench, not the cached build")
+    ] = None,
+    profile_dir: Annotated[
+        Path | None, typer.Option(help=".pte: keep an ETDump profile per run in this folder")
+    ] = None,
     max_tries: Annotated[
         int, typer.Option("--max-tries", min=1, max=20,
                           help="measure a noisy context up to N times; keep the least noisy")
@@ -78,7 +88,27 @@ def bench(
                             help="seconds to wait for a quiet machine before each try (0: none)")
     ] = 0.0,
 ) -> None:
-    """Measure a GGUF with stock llama-bench: TTFT, decode ms/token and peak RSS per context."""
+    """Measure a GGUF with stock llama-bench (a .pte with the ExecuTorch runner): TTFT,
+    decode ms/token and peak RSS per context.
+
+    Example: star bench model.gguf --contexts 4k,32k --flash-attn on --repetitions 3
+    """
+    if model.suffix == ".pte":
+        from star.cli.bench_pte import bench_pte
+
+        if flash_attn != "off" or cache_type != "f16" or llama_bench is not None:
+            raise _fail("--flash-attn, --cache-type and --llama-bench are llama.cpp settings; "
+                        "a .pte has a float32 KV cache and no flash attention")
+        try:
+            wanted = parse_contexts(contexts)
+        except BenchInputError as exc:
+            raise _fail(str(exc)) from None
+        bench_pte(model, contexts=wanted, repeats=repeats, threads=threads or _default_threads(),
+                  n_gen=n_gen, cpu_mask=cpu_mask, timeout=timeout, runner=runner,
+                  profile_dir=profile_dir, as_json=as_json)
+        return
+    if runner is not None or profile_dir is not None:
+        raise _fail("--runner and --profile-dir apply to a .pte")
     from device_agents.llamacpp.commands import validate_model
     from device_agents.llamacpp.flags import UnsupportedFlagError
     from device_agents.llamacpp.local import run_local_bench
@@ -121,10 +151,15 @@ def bench(
 
     gate = QuietGate(QuietThresholds(timeout_s=quiet_wait)) if quiet_wait > 0 else None
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    from star.cli.errors import progress
+
     try:
-        report = run_local_bench(model, wanted, settings, llama_bench, build_flags=build_flags,
-                                 commit=commit, timeout_s=timeout, quiet=gate,
-                                 remeasure=RemeasurePolicy(noisy_cv=noisy_cv, max_tries=max_tries))
+        with progress(f"llama-bench: {model.name} at {', '.join(map(str, wanted))} tokens, "
+                      f"{repeats} repetitions (a 32K prefill takes minutes on a laptop)"):
+            report = run_local_bench(
+                model, wanted, settings, llama_bench, build_flags=build_flags, commit=commit,
+                timeout_s=timeout, quiet=gate,
+                remeasure=RemeasurePolicy(noisy_cv=noisy_cv, max_tries=max_tries))
     except (BenchInputError, UnsupportedFlagError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:  # the benchmark process group is already killed (run_process)
@@ -174,6 +209,13 @@ def _print_table(model: Path, report: object) -> None:
                       decode, rss, status)
     console = Console()
     console.print(table)
+    if rt.runtime != "llama.cpp":
+        console.print(
+            f"{rt.runtime} {rt.runtime_version} | delegate {rt.delegate} | threads {rt.threads}"
+            f"{f' mask {rt.cpu_mask}' if rt.cpu_mask else ''} | KV {rt.cache_type_k} | "
+            f"n_gen {rt.n_gen} | reps {rt.repetitions} | {rt.cpu_model}"
+        )
+        return
     console.print(
         f"llama.cpp {rt.llama_cpp_commit} | threads {rt.threads}"
         f"{f' mask {rt.cpu_mask}' if rt.cpu_mask else ''} | flash-attn "

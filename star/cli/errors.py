@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -35,3 +35,15 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
     except (UserError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         fail(str(exc))
+
+
+@contextmanager
+def progress(first: str) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr naming the current step of a minute-long command (export, bench);
+    yields a function that moves it to the next step. Silent when stderr is not a terminal, so
+    scripts and ``--json`` output stay clean."""
+    if not err_console.is_terminal:
+        yield lambda _message: None
+        return
+    with err_console.status(first) as status:
+        yield lambda message: status.update(message)

@@ -1,5 +1,6 @@
-"""``star export`` (genome -> GGUF for stock llama.cpp, or a Hugging Face transformers folder with
-``--format hf``) and ``star runtimes`` (targets)."""
+"""``star export`` (genome -> GGUF for stock llama.cpp, a Hugging Face transformers folder with
+``--format hf``, or with ``--runtime executorch`` a .pte for any genome, see star.cli.export_pte)
+and ``star runtimes`` (targets)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from star.cli.errors import fail, user_errors
+from star.cli.errors import fail, progress, user_errors
 from star.export.quant import Quant
 
 
@@ -25,9 +26,38 @@ class FormatChoice(StrEnum):
     hf = "hf"  # a folder for transformers' AutoModelForCausalLM.from_pretrained
 
 
+class RuntimeChoice(StrEnum):
+    llama_cpp = "llama.cpp"  # a GGUF for stock llama.cpp (fixed architectures)
+    executorch = "executorch"  # a .pte for the ExecuTorch runner (any genome)
+
+
 def register(app: typer.Typer) -> None:
     app.command("export")(export)
     app.command("runtimes")(runtimes)
+
+
+def print_result(result: dict[str, Any], *, as_json: bool) -> None:
+    """An export's result: JSON, or a key/value table."""
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+def parse_gguf_quant(text: str) -> Quant:
+    """``--quant`` for a GGUF: one of llama-quantize's types, case-insensitive."""
+    try:
+        return Quant(text.lower())
+    except ValueError:
+        pte = " (an executorch type: add --runtime executorch)" if text.lower() in (
+            "fp32", "8da4w") else ""
+        fail(f"--quant {text!r}{pte}: choose one of {', '.join(q.value for q in Quant)}")
 
 
 def load_spec(genome: Path, scale: ScaleChoice) -> Any:
@@ -58,13 +88,13 @@ def export(
         typer.Option("--output", "-o", help="GGUF file to write (a folder with --format hf)"),
     ] = None,
     quant: Annotated[
-        Quant,
+        str,
         typer.Option(
-            case_sensitive=False,
-            help="weight type: f32/f16 written here, the rest by llama-quantize from our f16 "
-            "(q4_k_m is what most people ship)",
+            help="weight type: f32/f16 written here, the rest (q4_k_m, what most people ship, "
+            "q5_k_m, q6_k, q8_0, q4_0, iq4_nl...) by llama-quantize from our f16; executorch: "
+            "fp32 or 8da4w",
         ),
-    ] = Quant.F32,
+    ] = "f32",
     scale: Annotated[ScaleChoice, typer.Option(help="deploy: genome size; proxy: small")] = (
         ScaleChoice.deploy
     ),
@@ -82,13 +112,41 @@ def export(
     force: Annotated[
         bool, typer.Option(help="hf: write into a non-empty folder (replaces the export's files)")
     ] = False,
+    runtime: Annotated[
+        RuntimeChoice, typer.Option(help="llama.cpp (GGUF) or executorch (.pte, any genome)")
+    ] = RuntimeChoice.llama_cpp,
+    max_context: Annotated[
+        int | None, typer.Option(min=1, help="executorch: longest prompt + generation "
+                                             "(default 8192)")
+    ] = None,
+    prefill_chunk: Annotated[
+        int, typer.Option(min=1, help="executorch: prompt tokens per prefill call")
+    ] = 128,
 ) -> None:
     """Export a genome to a GGUF that a stock llama.cpp runs exactly (checked before writing),
-    or with ``--format hf`` to a Hugging Face folder that transformers loads."""
+    with ``--format hf`` to a Hugging Face folder that transformers loads, or with
+    ``--runtime executorch`` to a .pte (prefill + decode methods, read back and checked).
+
+    Example: star export genomes/lfm2-350m.yaml --quant q4_k_m -o lfm2.gguf
+    """
+    if runtime == RuntimeChoice.executorch:
+        from star.cli.export_pte import export_pte_command
+
+        if fmt != FormatChoice.gguf:
+            fail("--format applies to llama.cpp exports; --runtime executorch writes a .pte")
+        export_pte_command(
+            genome, output=output, quant=quant.lower(), scale=scale, weights=weights,
+            random_seed=random_seed, max_context=max_context, prefill_chunk=prefill_chunk,
+            dry_run=dry_run, as_json=as_json,
+        )  # fmt: skip
+        return
+    if max_context is not None or prefill_chunk != 128:
+        fail("--max-context and --prefill-chunk apply to --runtime executorch")
+    gguf_quant = parse_gguf_quant(quant)
     if fmt == FormatChoice.hf:
         export_hf_folder(
-            genome, output, quant=quant, scale=scale, weights=weights, random_seed=random_seed,
-            dry_run=dry_run, force=force, as_json=as_json,
+            genome, output, quant=gguf_quant, scale=scale, weights=weights,
+            random_seed=random_seed, dry_run=dry_run, force=force, as_json=as_json,
         )  # fmt: skip
         return
     from star.export import ExportError, UnsupportedGenome, plan_export, write_plan
@@ -103,41 +161,39 @@ def export(
         from star.export import check_exportable
 
         check_exportable(spec)  # before building a possibly large model
-        if weights is not None:
-            state: Any = load_weights(weights)
-            source = str(weights)
-        else:
-            import torch
+        with progress(f"{spec.name}: building the model") as step:
+            if weights is not None:
+                state: Any = load_weights(weights)
+                source = str(weights)
+            else:
+                import torch
 
-            from star.nn import StarModel
+                from star.nn import StarModel
 
-            seed = 0 if random_seed is None else random_seed
-            state = StarModel(spec, device="cpu", dtype=torch.float32, seed=seed)
-            source = f"random (seed {seed})"
-        plan = plan_export(spec, state, quant=quant.value, name=spec.name)
-        if dry_run:
-            result: dict[str, Any] = {
-                "arch": plan.arch, "n_tensors": len(plan.tensors), "quant": plan.quant.value,
-                "tokenizer": plan.tokenizer, "written": False,
-            }  # fmt: skip
-        else:
-            assert output is not None
-            result = write_plan(plan, output).to_dict()
+                seed = 0 if random_seed is None else random_seed
+                state = StarModel(spec, device="cpu", dtype=torch.float32, seed=seed)
+                source = f"random (seed {seed})"
+            step(f"{spec.name}: planning {gguf_quant.value} tensors")
+            plan = plan_export(spec, state, quant=gguf_quant.value, name=spec.name)
+            if dry_run:
+                result: dict[str, Any] = {
+                    "arch": plan.arch, "n_tensors": len(plan.tensors), "quant": plan.quant.value,
+                    "tokenizer": plan.tokenizer, "written": False,
+                }  # fmt: skip
+            else:
+                assert output is not None
+                how = ("" if gguf_quant.value in ("f32", "f16")
+                       else " (f16, then llama-quantize)")
+                step(f"{spec.name}: writing {output}{how}, then reading it back")
+                result = write_plan(plan, output).to_dict()
     except UnsupportedGenome as exc:
         fail(f"{genome}: not exportable: {exc}")
     except ExportError as exc:
         fail(f"{genome}: export failed: {exc}")
     result.update({"genome": str(genome), "scale": scale.value, "weights": source})
+    print_result(result, as_json=as_json)
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None)
-    for key, value in result.items():
-        table.add_row(key, str(value))
-    Console().print(table)
     if plan.tokenizer == "none":
         typer.echo(
             f"note: vocabulary {spec.vocab_size} < 259: tokenizer 'none' (token ids only, no text)",
@@ -227,7 +283,11 @@ def export_hf_folder(
 def runtimes(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Stock llama.cpp architectures the exporter writes, and what each runs exactly."""
+    """Stock llama.cpp architectures the exporter writes, and what each runs exactly
+    (``star export --runtime executorch`` takes any valid genome).
+
+    Example: star runtimes --json
+    """
     from star.export import supported_targets
 
     targets = supported_targets()

@@ -123,7 +123,7 @@ ArchOpt = Annotated[list[str] | None, typer.Option(
     "--arch", help="llama.cpp arch the genome must export to (repeatable; default: any)")]
 RawOpt = Annotated[bool, typer.Option(
     "--raw", help="the unconstrained genome, not fitted to a runtime (may not export)")]
-OutOpt = Annotated[Path | None, typer.Option("-o", "--out", help="write YAML here")]
+OutOpt = Annotated[Path | None, typer.Option("--output", "-o", "--out", help="write YAML here")]
 _TRIES = 50  # random samples (or mutation draws) before a restricted fit is declared impossible
 
 

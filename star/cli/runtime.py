@@ -1,12 +1,24 @@
 """``star runtime build`` / ``star runtime info``: the pinned llama.cpp, built for this host or
-cross-built for phones (``--target android-arm64``: a static aarch64 llama-bench, no NDK)."""
+cross-built for phones (``--target android-arm64``: a static aarch64 llama-bench, no NDK); with
+``--runtime executorch`` the ExecuTorch benchmark runner (star.runtime.executorch)."""
 
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Annotated
 
 import typer
+
+
+class RuntimeKind(StrEnum):
+    llama_cpp = "llama.cpp"
+    executorch = "executorch"
+
+
+RuntimeOption = Annotated[
+    RuntimeKind, typer.Option("--runtime", help="llama.cpp, or executorch (the .pte runner)")
+]
 
 runtime_app = typer.Typer(
     help="The pinned llama.cpp runtime (built once per host into the cache).",
@@ -51,9 +63,20 @@ def _check_target(target: str) -> None:
 def build(
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="parallel compile jobs")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="stream cmake output")] = False,
+    runtime: RuntimeOption = RuntimeKind.llama_cpp,
     target: TargetOpt = HOST,
 ) -> None:
-    """Fetch the pinned llama.cpp source, build it (once), print the binaries and the commit."""
+    """Fetch the pinned llama.cpp source, build it (once), print the binaries and the commit.
+
+    Example: star runtime build --target android-arm64
+    """
+    if runtime == RuntimeKind.executorch:
+        if target != HOST:
+            typer.echo("error: --target applies to llama.cpp; the ExecuTorch runner for phones "
+                       "is built from ExecuTorch's source tree (README, ExecuTorch)", err=True)
+            raise typer.Exit(2)
+        _executorch(build=True, as_json=False, verbose=verbose)
+        return
     from star.runtime import RuntimeBuildError, build_dir, ensure_runtime, read_marker
 
     _check_target(target)
@@ -85,9 +108,19 @@ def build(
 @runtime_app.command("info")
 def info(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    runtime: RuntimeOption = RuntimeKind.llama_cpp,
     target: TargetOpt = HOST,
 ) -> None:
-    """Show the build on this host (commit, flags, binary paths) without building."""
+    """Show the build on this host (commit, flags, binary paths) without building.
+
+    Example: star runtime info --runtime executorch --json
+    """
+    if runtime == RuntimeKind.executorch:
+        if target != HOST:
+            typer.echo("error: --target applies to llama.cpp", err=True)
+            raise typer.Exit(2)
+        _executorch(build=False, as_json=as_json, verbose=False)
+        return
     from star.runtime import build_dir, read_marker
 
     _check_target(target)
@@ -114,3 +147,26 @@ def info(
         typer.echo(json.dumps(found.to_dict(), indent=2))
     else:
         _print_info(found.to_dict())
+
+
+def _executorch(*, build: bool, as_json: bool, verbose: bool) -> None:
+    """Build (or show) star-et-bench, compiled against the installed executorch wheel."""
+    from star.runtime import RuntimeBuildError
+    from star.runtime.executorch import ensure_executorch_runner, read_runner_marker
+
+    try:
+        found = ensure_executorch_runner(log=verbose) if build else read_runner_marker()
+    except RuntimeBuildError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if found is None:
+        typer.echo("error: the ExecuTorch runner is not built on this host; run "
+                   "`star runtime build --runtime executorch`", err=True)
+        raise typer.Exit(1)
+    data = found.to_dict()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    for key in ("runtime_version", "runner", "package_dir", "compiler", "build_seconds", "root"):
+        typer.echo(f"{key + ':':18}{data[key]}")
+    typer.echo(f"{'compile_flags:':18}{' '.join(data['compile_flags'])}")

@@ -194,8 +194,13 @@ def _dry_run(search: Any, settings: Any) -> None:
         typer.echo(f"budget: {describe(b.key)} {'>=' if b.lower else '<='} {b.limit:g}")
     if cfg.baselines:
         typer.echo("baselines: " + ", ".join(f"{b.name} ({b.genome})" for b in cfg.baselines))
-    typer.echo(f"flash attention: {', '.join('on' if f else 'off' for f in cfg.flash_attn)}"
-               f"; quant {cfg.quant.value}; {cfg.repetitions} repetitions, n_gen {cfg.n_gen}")
+    if cfg.runtime == "executorch":
+        typer.echo(f"runtime: executorch (.pte, any genome, XNNPACK); quant {cfg.pte_quant}; "
+                   f"{cfg.repetitions} repetitions, n_gen {cfg.n_gen}")
+    else:
+        typer.echo(f"runtime: llama.cpp; flash attention: "
+                   f"{', '.join('on' if f else 'off' for f in cfg.flash_attn)}; quant "
+                   f"{cfg.quant.value}; {cfg.repetitions} repetitions, n_gen {cfg.n_gen}")
 
     def ctx(cs: Any) -> str:
         return ",".join(short_context(c) for c in cs)
@@ -426,6 +431,8 @@ def frontier(
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     where = f" on {report.device}" if report.device else ""
+    if report.runtime != "llama.cpp":
+        where += f" ({report.runtime})"
     asked = [p for p in report.points if p.role != "baseline"]
     feasible = sum(p.feasible for p in asked)
     console.print(f"run [bold]{report.run}[/]{where}: {len(asked)} candidates, {feasible} "

@@ -26,7 +26,9 @@ def from_candidate(
     run: Annotated[str, typer.Argument(help="run name (or id)")],
     candidate: Annotated[str, typer.Argument(
         help="candidate id, 8+ hex digits of its genome id, or a baseline label")],
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="write YAML here")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--output", "-o", "--out", help="write YAML here")
+    ] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="lab_config.yaml (default: $STAR_CONFIG)")] = None,
 ) -> None:

@@ -258,6 +258,9 @@ class Job(Base):
     # the search's one-job-per (candidate, device class, stage, setting): unique, so a second
     # engine's insert fails instead of measuring twice
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # revision 0006: who runs it (star.db.runtimes: from the artifact's format)
+    runtime: Mapped[str] = mapped_column(String(16), default="llama.cpp",
+                                         server_default="llama.cpp")
 
 
 class Measurement(Base):

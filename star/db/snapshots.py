@@ -177,6 +177,7 @@ class JobSnapshot:
     stage: str | None = None
     flash_attn: bool | None = None
     dedupe_key: str | None = None
+    runtime: str = "llama.cpp"
 
     @classmethod
     def of(cls, row: m.Job) -> JobSnapshot:
@@ -206,6 +207,7 @@ class JobSnapshot:
             stage=row.stage,
             flash_attn=row.flash_attn,
             dedupe_key=row.dedupe_key,
+            runtime=row.runtime or "llama.cpp",
         )
 
 

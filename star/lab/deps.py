@@ -137,12 +137,19 @@ def device_of_token(request: Request, db: Database, token: str) -> DeviceSnapsho
 
 def require_admin(request: Request, credentials: Credentials, db: DatabaseDep) -> None:
     if credentials is None:
+        # the run page's session cookie (star.lab.routes.web): reads only, SameSite=Strict
+        if request.method in ("GET", "HEAD") and _is_admin(
+                request, request.cookies.get(SESSION_COOKIE) or ""):
+            return
         raise _unauthorized("an operator token is required (Authorization: Bearer ...)")
     if _is_admin(request, credentials.credentials):
         return
     if device_of_token(request, db, credentials.credentials) is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a device token cannot do this")
     raise _unauthorized("invalid token")
+
+
+SESSION_COOKIE = "star_token"  # set by POST /login (star.lab.routes.web)
 
 
 def require_device(request: Request, credentials: Credentials, db: DatabaseDep) -> DeviceSnapshot:
@@ -159,6 +166,9 @@ def require_admin_or_device(
 ) -> DeviceSnapshot | None:
     """None for the operator, else the device."""
     if credentials is None:
+        if request.method in ("GET", "HEAD") and _is_admin(
+                request, request.cookies.get(SESSION_COOKIE) or ""):
+            return None  # the run page's session cookie (reads only)
         raise _unauthorized("a token is required (Authorization: Bearer ...)")
     if _is_admin(request, credentials.credentials):
         return None

@@ -73,6 +73,7 @@ def job_public(j: JobSnapshot) -> JobPublic:
         finished_at=j.finished_at,
         stage=j.stage,
         flash_attn=j.flash_attn,
+        runtime=j.runtime,
     )
 
 
@@ -109,6 +110,7 @@ def job_spec(lease: LeaseSnapshot, lease_seconds: float,
         repetitions=lease.job.repetitions,
         n_gen=lease.job.n_gen,
         flash_attn=lease.job.flash_attn,
+        runtime=lease.job.runtime,
         stage=lease.job.stage,
         remeasure=remeasure or RemeasurePolicy(),
     )

@@ -25,6 +25,7 @@ from star.report.model import (
     Report,
 )
 from star.report.quality import proxy_loss_spread
+from star.report.runtimes import runtime_agreement
 from star.report.strip import blocks, mix_summary
 from star.search.evaluate import Evaluation
 from star.search.frontier import pareto_front
@@ -101,7 +102,7 @@ def _view(data: RunData, cand: CandidateSnapshot, evaluation: Evaluation,
         blocks=tuple(blocks(spec)) if spec else (),
         params=costs.get("params"), non_embedding_params=costs.get("non_embedding_params"),
         active_params=costs.get("active_params"),
-        weight_bytes=(costs.get("weight_bytes") or {}).get(data.config.quant.value),
+        weight_bytes=(costs.get("weight_bytes") or {}).get(data.config.cost_quant.value),
         kv_bytes_per_token=costs.get("kv_bytes_per_token"), state_bytes=state,
         cache_bytes={c: v + float(state or 0) for c, v in sorted(kv.items())},
         quality=quality,
@@ -126,9 +127,11 @@ def _provenance(data: RunData) -> list[ProvenanceRow]:
     stage_of = {j.id: j.stage for jobs in data.jobs.values() for j in jobs}
     gid_of = {c.id: gid for gid, c in data.candidates.items()}
     out = []
-    for cid, rows in data.measurements.items():
-        for row in rows:
-            out.append(_provenance_row(row, gid_of[cid], stage_of.get(row.measurement.job_id)))
+    for source in (data.measurements, data.cross):
+        for cid, rows in source.items():
+            for row in rows:
+                out.append(_provenance_row(row, gid_of[cid],
+                                           stage_of.get(row.measurement.job_id)))
     return sorted(out, key=lambda r: r.measurement_id)
 
 
@@ -155,7 +158,7 @@ def _provenance_row(row: MeasuredRow, genome_id: str, stage: str | None) -> Prov
         measurement_id=m.id, genome_id=genome_id, stage=stage, device=d.name,
         device_class=":".join([d.kind, *d.tags]), context=m.context,
         flash_attn=None if fa is None else bool(fa),
-        commit=str(rt.get("llama_cpp_commit") or "?"),
+        commit=_runtime_name(rt),
         build_flags=tuple(rt.get("build_flags") or ()), threads=rt.get("threads"),
         repetitions=rt.get("repetitions"), n_gen=rt.get("n_gen"), tries=m.tries,
         ttft_ms=m.ttft_median_ms, ttft_sd=m.ttft_stddev_ms, decode_ms=m.decode_median_ms,
@@ -169,6 +172,14 @@ def _provenance_row(row: MeasuredRow, genome_id: str, stage: str | None) -> Prov
     )
 
 
+def _runtime_name(rt: Mapping[str, Any]) -> str:
+    """"llama.cpp b9a3dcc" or "executorch 1.5.1+cpu (xnnpack)": the build that measured."""
+    if rt.get("runtime", "llama.cpp") != "llama.cpp":
+        delegate = f" ({rt['delegate']})" if rt.get("delegate") else ""
+        return f"{rt['runtime']} {rt.get('runtime_version') or '?'}{delegate}"
+    return f"llama.cpp {rt.get('llama_cpp_commit') or '?'}"
+
+
 def _temp(v: float | None) -> str:
     return "?" if v is None else f"{v:.0f}"
 
@@ -177,7 +188,7 @@ def _runtimes(rows: list[ProvenanceRow]) -> list[str]:
     seen: dict[str, None] = {}
     for r in rows:
         flags = f", build {' '.join(r.build_flags)}" if r.build_flags else ""
-        seen[f"llama.cpp {r.commit}, {r.threads} thread{'s' if r.threads != 1 else ''}, "
+        seen[f"{r.commit}, {r.threads} thread{'s' if r.threads != 1 else ''}, "
              f"KV cache {r.kv_cache}{flags}"] = None
     return list(seen)
 
@@ -203,7 +214,8 @@ def build_report(data: RunData, evaluations: Mapping[str, Evaluation] | None = N
     provenance = _provenance(data)
     runtimes = _runtimes(provenance)
     notes = []
-    if len({(r.commit, r.build_flags) for r in provenance}) > 1:
+    if len({(r.commit, r.build_flags) for r in provenance
+            if r.commit.startswith("llama.cpp")}) > 1:
         notes.append("figures come from more than one llama.cpp build: builds are not "
                      "comparable (a native build prefilled ~2x faster than a portable one)")
     flagged = sum(r.noisy or r.hot for r in provenance)
@@ -214,7 +226,7 @@ def build_report(data: RunData, evaluations: Mapping[str, Evaluation] | None = N
         notes.append("the run has no baselines: nothing to compare the frontier against")
     return Report(
         run=data.run.name, run_id=data.run.id, status=(data.run.config or {}).get("status"),
-        quant=config.quant.value, contexts=tuple(sorted(config.contexts)),
+        quant=config.artifact_quant, contexts=tuple(sorted(config.contexts)),
         screen_contexts=tuple(config.screen_contexts()),
         confirm_contexts=tuple(config.confirm_contexts()), device_classes=tuple(classes),
         objectives=tuple(names), budgets=tuple((b.name, "≥" if b.lower else "≤", b.limit)
@@ -224,4 +236,5 @@ def build_report(data: RunData, evaluations: Mapping[str, Evaluation] | None = N
         candidates=views, front=tuple(front), baselines=tuple(baselines),
         comparisons=tuple(comparisons), ties=tuple(ties), device_time=device_time(data),
         provenance=tuple(provenance), runtimes=tuple(runtimes), notes=tuple(notes),
+        runtime_agreement=runtime_agreement(data),
     )

@@ -121,7 +121,7 @@ def _confirm_cost(spec: ArchSpec, figures: dict[int, MeasurementSnapshot], data:
         est = {}
         for metric, figure in (("ttft_ms", m.ttft_median_ms), ("decode_ms", m.decode_median_ms)):
             factor = calibration.factors.get((metric, device_class), 1.0)
-            est[metric] = factor * grow(metric, figure, spec, config.quant, frm, context,
+            est[metric] = factor * grow(metric, figure, spec, config.cost_quant, frm, context,
                                         flash_attn)
         cost += run_cost_ms(est["ttft_ms"], est["decode_ms"], reps, config.n_gen,
                             context=context, warmup_below=BenchSettings.warmup_below)
@@ -142,7 +142,7 @@ def _pairs(data: RunData, keys: Sequence[MetricKey]) -> list[tuple[MetricKey, fl
             continue
         for key in keys:
             got = measured_value(key, rows).value
-            est = raw_estimate(key, spec, data.config.quant, rows, screen).value
+            est = raw_estimate(key, spec, data.config.cost_quant, rows, screen).value
             if got is not None and est is not None:
                 out.append((key, est, got))
     return out

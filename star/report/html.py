@@ -16,6 +16,7 @@ from star.report.atoms import context_list, name_html, plural, strip_html
 from star.report.backmatter import provenance_section, staging_section, ties_section
 from star.report.model import CandidateView, Report
 from star.report.plots import context_plots, frontier_plots
+from star.report.runtimes import runtimes_section
 from star.report.strip import legend
 from star.report.style import CSS
 from star.search.objectives import describe, short_context
@@ -48,7 +49,9 @@ def _card(c: CandidateView) -> str:
     cls = "baseline" if c.is_baseline else "front" if c.on_front else ""
     cache = "; ".join(f"{fmt.size(v)} @{short_context(k)}" for k, v in c.cache_bytes.items())
     where = "baseline" if c.is_baseline else f"generation {c.generation}"
-    items = [("family", f"{escape(c.arch or '?')} (llama.cpp arch)"),
+    family = (f"{escape(c.arch)} (llama.cpp arch)" if c.arch
+              else "no stock llama.cpp arch (measured by ExecuTorch)")
+    items = [("family", family),
              ("params", f"{fmt.count(c.params)} ({fmt.count(c.non_embedding_params)} "
                         "non-embedding)"),
              ("weights", fmt.size(c.weight_bytes)),
@@ -105,6 +108,9 @@ def render_body(report: Report) -> str:
         ("context", "Latency and memory against context, per family", context_plots(report)),
         ("ties", "Ties", ties_section(report)),
         ("staging", "Staging and device time", staging_section(report)),
+        *([("runtimes", "Runtimes compared", runtimes_section(
+            report.runtime_agreement, {g: c.name for g, c in report.candidates.items()}))]
+          if report.runtime_agreement is not None else []),
         ("provenance", "Provenance", provenance_section(report)),
     ]
     body = "".join(f'<section id="{sid}"><h2>{escape(title)}</h2>{html}</section>'

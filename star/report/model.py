@@ -186,6 +186,30 @@ class ProvenanceRow:
 
 
 @dataclass(frozen=True)
+class RuntimePair:
+    genome_id: str
+    arch: str | None
+    device: str
+    context: int
+    primary: Mapping[str, float | None]  # figure -> value
+    other: Mapping[str, float | None]
+
+    def ratio(self, figure: str) -> float | None:
+        a, b = self.primary.get(figure), self.other.get(figure)
+        return None if not a or b is None else b / a
+
+
+@dataclass(frozen=True)
+class RuntimeAgreement:
+    primary: str
+    other: str
+    pairs: tuple[RuntimePair, ...]
+    median_ratio: Mapping[str, float | None]  # figure -> median other/primary over pairs
+    spearman: Mapping[str, float | None]  # figure -> rank correlation over candidates
+    calibration: Mapping[str, float | None]  # figure -> median ratio on the lfm2 genomes
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything the report shows about one run."""
 
@@ -212,6 +236,8 @@ class Report:
     provenance: tuple[ProvenanceRow, ...]
     runtimes: tuple[str, ...]  # distinct llama.cpp builds and thread counts behind the figures
     notes: tuple[str, ...] = field(default=())
+    # cross_runtime runs: the second runtime's figures against the first's
+    runtime_agreement: RuntimeAgreement | None = None
 
     def comparison(self, candidate: str, baseline: str) -> Comparison | None:
         for c in self.comparisons:

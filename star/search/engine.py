@@ -51,7 +51,7 @@ from star.search import store
 from star.search.config import SearchConfig, check_devices
 from star.search.evaluate import Evaluation
 from star.search.operators import build_nsga2, genome_key
-from star.search.runtime_fit import make_constraint
+from star.search.runtime_fit import make_constraint, make_open_constraint
 from star.search.steps import Steps, Stopped
 from star.search.store import RunStatus
 
@@ -193,17 +193,21 @@ class SearchEngine:
 
         cfg = self.config
         ops = cfg.operators
-        constraint = make_constraint(
-            cfg.deploy_spec,
-            allowed_archs=tuple(cfg.allowed_archs) if cfg.allowed_archs else None,
-            token_mixers=ops.token_mixer_enums,
-            channel_mixers=ops.channel_mixer_enums,
-        )
+        if cfg.runtime == "executorch":  # the full STAR space: nothing to fit into
+            constraint = make_open_constraint(cfg.deploy_spec, token_mixers=ops.token_mixer_enums,
+                                              channel_mixers=ops.channel_mixer_enums)
+        else:
+            constraint = make_constraint(
+                cfg.deploy_spec,
+                allowed_archs=tuple(cfg.allowed_archs) if cfg.allowed_archs else None,
+                token_mixers=ops.token_mixer_enums,
+                channel_mixers=ops.channel_mixer_enums,
+            )
         self.problem = Problem(
             n_var=VECTOR_LENGTH, n_obj=len(self.objectives), n_ieq_constr=len(self.budgets) + 1,
             xl=np.array(LOWER), xu=np.array(UPPER), vtype=int,
         )
-        surrogate = (Surrogate(self.objectives, self.budgets, cfg.deploy_spec, cfg.quant)
+        surrogate = (Surrogate(self.objectives, self.budgets, cfg.deploy_spec, cfg.cost_quant)
                      if ops.surrogate else None)
         self.algorithm = build_nsga2(pop_size=cfg.population, constraint=constraint,
                                      settings=ops, seeds=self.seeds, base=self.base,

@@ -55,6 +55,7 @@ class FrontierReport:
     budgets: list[dict[str, Any]]
     device: str | None  # the device (name) or device class the measured metrics were read on
     points: list[FrontierPoint]
+    runtime: str = "llama.cpp"  # who measured: llama.cpp (GGUF) or executorch (.pte)
 
     @property
     def front(self) -> list[FrontierPoint]:
@@ -76,6 +77,7 @@ class FrontierReport:
         return {
             "run": self.run, "run_id": self.run_id, "status": self.status,
             "objectives": self.objectives, "budgets": self.budgets, "device": self.device,
+            "runtime": self.runtime,
             "candidates": len(self.points),
             "feasible": sum(p.feasible for p in self.points),
             "frontier": [point(p) for p in self.front],
@@ -151,7 +153,7 @@ def run_frontier(db: Any, ref: str | int, *, device: str | None = None) -> Front
         status=data.run.status.value if data.run.status else None,
         objectives=[k.name for k in objectives],
         budgets=[{"metric": b.name, ("min" if b.lower else "max"): b.limit} for b in budgets],
-        device=device, points=points,
+        device=device, points=points, runtime=data.config.runtime,
     )
 
 

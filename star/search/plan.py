@@ -104,7 +104,7 @@ def device_scale(session: object | None, device_class: str) -> tuple[float, str]
         try:
             cfg = Config.model_validate(run_config["search"], context={"stored": True})
             spec = cfg.deploy_spec(Genome(tuple(genome["genes"])))
-            ratios.append(ttft_ms / 1000 / ttft_seconds(spec, context, NOMINAL, cfg.quant))
+            ratios.append(ttft_ms / 1000 / ttft_seconds(spec, context, NOMINAL, cfg.cost_quant))
         except Exception:  # noqa: BLE001 - a row of another shape: not evidence
             continue
     if len(ratios) < 3:
@@ -135,7 +135,7 @@ def plan(config: SearchConfig, *, session: object | None = None) -> Plan:
 
         def cost(specs: list[ArchSpec], contexts: Sequence[int], repetitions: int,
                  _scale: float = scale) -> float:
-            return _mean([job_seconds(s, contexts, config.quant, repetitions=repetitions,
+            return _mean([job_seconds(s, contexts, config.cost_quant, repetitions=repetitions,
                                       n_gen=config.n_gen, device=NOMINAL, scale=_scale)
                           for s in specs])
 

@@ -40,6 +40,8 @@ class RunData:
     generations: list[GenerationSnapshot]
     jobs: dict[int, list[JobSnapshot]]  # candidate id -> its jobs
     measurements: dict[int, list[MeasuredRow]]  # candidate id -> its measurements
+    # candidate id -> its measurements by the run's cross_runtime (not objectives)
+    cross: dict[int, list[MeasuredRow]] = field(default_factory=dict)
     _specs: dict[str, ArchSpec] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -87,12 +89,21 @@ def load_run(session: Any, ref: str | int) -> RunData:
     config = SearchConfig.model_validate(doc["search"], context={"stored": True})
     cands = store.candidates_by_hash(session, run_id=run.id)
     ids = [c.id for c in cands.values()]
+    own: dict[int, list[MeasuredRow]] = {}
+    cross: dict[int, list[MeasuredRow]] = {}
+    for cid, rows in store.measurements_of_candidates(session, ids).items():
+        own[cid] = [r for r in rows if runtime_of(r) == config.runtime]
+        cross[cid] = [r for r in rows if runtime_of(r) != config.runtime]
     return RunData(
         run=run, config=config, candidates=cands,
         generations=repo.list_generations(session, run.id),
-        jobs=store.jobs_of_candidates(session, ids),
-        measurements=store.measurements_of_candidates(session, ids),
+        jobs=store.jobs_of_candidates(session, ids), measurements=own, cross=cross,
     )
+
+
+def runtime_of(row: MeasuredRow) -> str:
+    """Who measured a row (rows stored before runtimes existed: llama.cpp)."""
+    return str((row.measurement.runtime or {}).get("runtime") or "llama.cpp")
 
 
 def _confirm_keys(keys: Iterable[MetricKey], config: SearchConfig) -> list[MetricKey]:
@@ -116,7 +127,7 @@ def calibrate(data: RunData, keys: Sequence[MetricKey], *,
             got = measured_value(key, rows).value
             if got is None:
                 continue
-            est = raw_estimate(key, data.spec(gid), config.quant, rows,
+            est = raw_estimate(key, data.spec(gid), config.cost_quant, rows,
                                config.screen_contexts()).value
             if est is not None:
                 pairs.append((key, est, got))
@@ -144,7 +155,7 @@ def evaluate_run(data: RunData, *, objectives: Sequence[MetricKey] | None = None
         if cand is not None and long_keys and not data.confirmation_asked(cand):
             spec = data.spec(gid)
             screen = config.screen_contexts()
-            estimates = {k.name: calibration.apply(k, raw_estimate(k, spec, config.quant, rows,
+            estimates = {k.name: calibration.apply(k, raw_estimate(k, spec, config.cost_quant, rows,
                                                                     screen))
                          for k in long_keys}
         out[gid] = evaluate(

@@ -169,3 +169,30 @@ def make_constraint(
         return None
 
     return constraint
+
+
+def make_open_constraint(
+    deploy: Callable[[Genome], ArchSpec],
+    *,
+    token_mixers: Sequence[TokenMixer] | None = None,
+    channel_mixers: Sequence[ChannelMixer] | None = None,
+) -> Constraint:
+    """The constraint of an unfenced search (runtime executorch: any operator on any layer): the
+    canonical genome itself, if its operators are allowed and it has a deployment spec; else
+    None (the operator then tries another child)."""
+
+    def constraint(vector: tuple[int, ...]) -> tuple[int, ...] | None:
+        genes = repair(vector)
+        used = GenomeData.decode(genes)
+        ops = [used.operators[k] for k in set(used.layers)]
+        if (token_mixers and any(op.mixer not in token_mixers for op in ops)) or (
+            channel_mixers and any(op.channel not in channel_mixers for op in ops)
+        ):
+            return None
+        try:
+            deploy(Genome(genes))
+        except ValueError:  # e.g. the deployment scale cannot be applied to it
+            return None
+        return genes
+
+    return constraint

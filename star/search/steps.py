@@ -80,22 +80,27 @@ class Steps:
         spec = cfg.deploy_spec(genome)
         reasons: list[str] = []
         bounds: dict[str, float] = {}
-        verdict = check_runtime(spec, tuple(cfg.allowed_archs) if cfg.allowed_archs else None)
         arch = None
-        if verdict.ok:
-            from star.export import check_exportable
-
-            arch = check_exportable(spec).name
+        if cfg.runtime == "executorch":  # any genome; only the static program's shape is checked
+            problem = pte_problem(spec, cfg)
+            if problem is not None:
+                reasons.append(f"runtime: {problem}")
         else:
-            reasons.append(f"runtime: {verdict.reason}")
+            verdict = check_runtime(spec, tuple(cfg.allowed_archs) if cfg.allowed_archs else None)
+            if verdict.ok:
+                from star.export import check_exportable
+
+                arch = check_exportable(spec).name
+            else:
+                reasons.append(f"runtime: {verdict.reason}")
         for bound in self.budgets:
             key, limit = bound.key, bound.limit
             if key.metric == "peak_rss_mb" and key.context is not None and not bound.lower:
                 mem = check_memory(spec, context=key.context, budget_bytes=limit * 2**20,
-                                   quant=cfg.quant)
+                                   quant=cfg.cost_quant)
                 if not mem.ok:
                     reasons.append(f"{key.name}: {mem.reason}")
-                    bounds[key.name] = rss_lower_bound(spec, key.context, cfg.quant) / 2**20
+                    bounds[key.name] = rss_lower_bound(spec, key.context, cfg.cost_quant) / 2**20
             elif key.metric in ANALYTIC:
                 v, _ = value(key, analytic=costs, proxy=None, measurements=())
                 if v is not None and bound.violation(v) > 0:
@@ -117,15 +122,16 @@ class Steps:
     # ---- devices ----------------------------------------------------------------------------
 
     def export(self, ids: list[str]) -> int:
-        """Deployment-scale GGUF (random weights of ``export_seed``) into the artifact store,
-        linked to its candidate; an export that fails is kept as the candidate's
-        ``export_error``. Returns how many were exported."""
+        """Deployment-scale GGUF (runtime executorch: a .pte) with random weights of
+        ``export_seed`` into the artifact store, linked to its candidate; an export that fails
+        is kept as the candidate's ``export_error``. Returns how many were exported."""
         from star.export import ExportError, UnsupportedGenome, export_gguf
 
-        quant = self.config.quant.value
+        quant = self.config.artifact_quant
         cands = self.candidates(ids)
         with self.db.session_scope(readonly=True) as s:
-            have = store.artifacts_of_candidates(s, [c.id for c in cands.values()], quant=quant)
+            have = store.artifacts_of_candidates(s, [c.id for c in cands.values()], quant=quant,
+                                                 fmt=self.config.artifact_format)
         todo = [g for g in self.feasible_ids(ids) if cands[g].id not in have]
         for gid in todo:
             self.check_stop()
@@ -139,23 +145,69 @@ class Steps:
                 model = StarModel(spec, device="cpu", dtype=torch.float32,
                                   seed=self.config.export_seed)
                 with tempfile.TemporaryDirectory(prefix="star-export-") as tmp:
-                    result = export_gguf(spec, model, Path(tmp) / f"{gid[:16]}.gguf",
-                                         quant=quant, name=gid[:12])
+                    if self.config.runtime == "executorch":
+                        path, fmt = export_program(spec, model, Path(tmp), gid, self.config), "pte"
+                    else:
+                        path = export_gguf(spec, model, Path(tmp) / f"{gid[:16]}.gguf",
+                                           quant=quant, name=gid[:12]).path
+                        fmt = "gguf"
                     del model
                     with self.db.session_scope() as s:
-                        repo.import_artifact(s, self.artifacts, result.path, quant=quant,
+                        repo.import_artifact(s, self.artifacts, path, quant=quant, format=fmt,
                                              candidate_id=cand.id)
             except (UnsupportedGenome, ExportError, MemoryError, RuntimeError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 log.warning("candidate %s: export failed: %s", gid[:12], reason)
                 with self.db.session_scope() as s:
                     repo.update_candidate(s, candidate_id=cand.id, export_error=reason)
+        if self.config.cross_runtime == "executorch":
+            self.export_cross(ids)
+        return len(todo)
+
+    def export_cross(self, ids: list[str]) -> int:
+        """``cross_runtime: executorch``: each exported candidate also as a .pte (not an
+        objective, so a failure is kept in ``analytic_costs["cross_runtime_error"]`` and the
+        candidate stays in the search). Returns how many were exported."""
+        from star.export import ExportError
+
+        cfg = self.config
+        cands = self.candidates(ids)
+        with self.db.session_scope(readonly=True) as s:
+            have = store.artifacts_of_candidates(s, [c.id for c in cands.values()],
+                                                 quant=cfg.pte_quant, fmt="pte")
+        todo = [g for g in self.feasible_ids(ids) if cands[g].id not in have
+                and "cross_runtime_error" not in (cands[g].analytic_costs or {})]
+        for gid in todo:
+            self.check_stop()
+            cand = cands[gid]
+            spec = cfg.deploy_spec(Genome(tuple(cand.genome["genes"])))
+            problem = pte_problem(spec, cfg)
+            try:
+                if problem is not None:
+                    raise ExportError(problem)
+                import torch
+
+                from star.nn import StarModel
+
+                model = StarModel(spec, device="cpu", dtype=torch.float32, seed=cfg.export_seed)
+                with tempfile.TemporaryDirectory(prefix="star-export-") as tmp:
+                    path = export_program(spec, model, Path(tmp), gid, cfg)
+                    del model
+                    with self.db.session_scope() as s:
+                        repo.import_artifact(s, self.artifacts, path, quant=cfg.pte_quant,
+                                             format="pte", candidate_id=cand.id)
+            except (ExportError, MemoryError, RuntimeError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                log.warning("candidate %s: .pte export failed: %s", gid[:12], reason)
+                with self.db.session_scope() as s:
+                    costs = {**(cand.analytic_costs or {}), "cross_runtime_error": reason}
+                    repo.update_candidate(s, candidate_id=cand.id, analytic_costs=costs)
         return len(todo)
 
     def settings_for(self, cand: CandidateSnapshot) -> list[bool]:
         """The flash-attention settings to measure: the configured ones, or the first alone for
         a genome without attention (the setting changes nothing in it)."""
-        settings = list(self.config.flash_attn)
+        settings = list(self.config.flash_attn)  # [False] under runtime executorch
         mix = (cand.analytic_costs or {}).get("layer_mix") or {}
         if not any(mix.get(k) for k in ("attention", "swa")):
             return settings[:1]
@@ -178,7 +230,10 @@ class Steps:
         feasible = self.feasible_ids(ids)
         with self.db.session_scope(readonly=True) as s:
             cids = [cands[g].id for g in feasible]
-            arts = store.artifacts_of_candidates(s, cids, quant=cfg.quant.value)
+            arts = store.artifacts_of_candidates(s, cids, quant=cfg.artifact_quant,
+                                                 fmt=cfg.artifact_format)
+            cross_arts = (store.artifacts_of_candidates(s, cids, quant=cfg.pte_quant, fmt="pte")
+                          if cfg.cross_runtime == "executorch" else {})
             existing = store.jobs_of_candidates(s, cids)
         created = 0
         for gid in feasible:
@@ -186,19 +241,23 @@ class Steps:
             art = arts.get(cand.id)
             if art is None:
                 continue
+            runs = [(cfg.runtime, art, fa) for fa in self.settings_for(cand)]
+            cross = cross_arts.get(cand.id)
+            if cross is not None and stage is JobStage.SCREEN:  # no flash-attention switch
+                runs.append((cfg.cross_runtime or "", cross, False))
             for device_class in cfg.measured_classes():
                 cls = DeviceClass.parse(device_class)
-                for fa in self.settings_for(cand):
-                    if any(store.job_matches(j, device_class, stage, fa)
+                for runtime, artifact, fa in runs:
+                    if any(store.job_matches(j, device_class, stage, fa, runtime)
                            for j in existing.get(cand.id, ())):
                         continue
-                    key = store.job_key(cand.id, device_class, stage, fa)
+                    key = store.job_key(cand.id, device_class, stage, fa, runtime)
                     try:
                         with self.db.session_scope() as s:
                             if store.job_exists(s, key):
                                 continue
                             repo.create_profile_job(
-                                s, artifact_id=art.id, contexts=contexts, repetitions=reps,
+                                s, artifact_id=artifact.id, contexts=contexts, repetitions=reps,
                                 device_kind=cls.kind, device_tags=cls.tags,
                                 candidate_id=cand.id,
                                 n_gen=cfg.n_gen, max_attempts=cfg.max_attempts,
@@ -286,3 +345,25 @@ class Steps:
                     metrics["quality"] = result.quality_loss  # what objectives.value reads
                     repo.update_candidate(s, candidate_id=cands[gid].id, proxy_metrics=metrics)
         return len(todo)
+
+
+def pte_problem(spec: Any, config: SearchConfig) -> str | None:
+    """Why this deployment spec cannot become the search's .pte (None: it can)."""
+    from star.export.errors import ExportValidationError
+    from star.export.executorch.options import PteOptions
+
+    try:
+        PteOptions.for_spec(spec, quant=config.pte_quant, max_context=config.pte_max_context())
+    except ExportValidationError as exc:
+        return str(exc)
+    return None
+
+
+def export_program(spec: Any, model: Any, folder: Path, gid: str, config: SearchConfig) -> Path:
+    """A candidate's .pte (prefill + decode, XNNPACK, read back against torch) in ``folder``."""
+    from star.export.executorch import export_pte
+    from star.export.executorch.options import PteOptions
+
+    options = PteOptions.for_spec(spec, quant=config.pte_quant,
+                                  max_context=config.pte_max_context())
+    return export_pte(model, folder / f"{gid[:16]}.pte", options, in_place=True).path

@@ -142,19 +142,21 @@ def jobs_of_candidates(session: Session,
 
 
 def job_key(candidate_id: int, device_class: str, stage: JobStage | str,
-            flash_attn: bool) -> str:
+            flash_attn: bool, runtime: str = "llama.cpp") -> str:
     """The search's identity of a profile job (``jobs.dedupe_key``, unique): one job per
-    candidate x device class x stage x flash-attention setting, whoever enqueues it."""
-    return f"c{candidate_id}/{device_class}/{JobStage(stage).value}/fa{int(flash_attn)}"
+    candidate x device class x stage x flash-attention setting x runtime, whoever enqueues it
+    (llama.cpp keeps the key it had before runtimes existed)."""
+    key = f"c{candidate_id}/{device_class}/{JobStage(stage).value}/fa{int(flash_attn)}"
+    return key if runtime == "llama.cpp" else f"{key}/{runtime}"
 
 
 def job_matches(job: JobSnapshot, device_class: str, stage: JobStage | str,
-                flash_attn: bool) -> bool:
-    """Is ``job`` the search's job for this class, stage and setting? Jobs made before stages
-    and settings existed (no stage: screening, no setting: off) count as theirs."""
+                flash_attn: bool, runtime: str = "llama.cpp") -> bool:
+    """Is ``job`` the search's job for this class, stage, setting and runtime? Jobs made before
+    stages and settings existed (no stage: screening, no setting: off) count as theirs."""
     return (DeviceClass.parse(device_class).same(job.device_kind, job.device_tags)
             and (job.stage or JobStage.SCREEN.value) == JobStage(stage).value
-            and bool(job.flash_attn) == flash_attn)
+            and bool(job.flash_attn) == flash_attn and job.runtime == runtime)
 
 
 def job_exists(session: Session, key: str) -> bool:

@@ -60,7 +60,7 @@ def winner_yaml(data: Any, genome_id: str, evaluation: Any) -> str:
     lines = [
         f"# From run {data.run.name!r} (id {data.run.id}): {role}, candidate id {cand.id}.",
         f"# Genome id {genome_id}; exported to stock llama.cpp as {pre.get('arch')!r}.",
-        f"# Measured at deployment scale: {scale}; weights {cfg.quant.value}.",
+        f"# Measured at deployment scale: {scale}; weights {cfg.artifact_quant} ({cfg.runtime}).",
         "# Figures (device figures at each candidate's better flash-attention setting):",
     ]
     for name, v in evaluation.values.items():

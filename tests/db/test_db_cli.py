@@ -25,7 +25,7 @@ def test_db_current_and_upgrade(env: str) -> None:
     before = runner.invoke(app, ["db", "current"])
     assert before.exit_code == 1 and "star db upgrade" in before.output
     up = runner.invoke(app, ["db", "upgrade"])
-    assert up.exit_code == 0 and "None -> 0005" in up.output
+    assert up.exit_code == 0 and "None -> 0006" in up.output
     after = runner.invoke(app, ["db", "current"])
     assert after.exit_code == 0 and "up to date" in after.output
 

@@ -123,6 +123,33 @@ class TestRepositoryContract:
         with db.session_scope() as s:
             assert repo.lease_job(s, device=phone, lease_seconds=30) is None  # leased once
 
+    def test_lease_gives_a_pte_only_to_a_device_that_advertises_executorch(
+        self, db: Database, store: ArtifactStore
+    ) -> None:
+        old, _ = make_device(db, "old-agent", kind="x86")  # advertised nothing: llama.cpp only
+        new, _ = make_device(db, "new-agent", kind="x86")
+        with db.session_scope() as s:
+            new = repo.update_properties(s, device_id=new.id, properties={
+                "kind": "x86", "runtimes": ["llama.cpp", "executorch"]})
+        pte = make_artifact(db, store, fmt="pte")
+        job = make_job(db, pte.id)
+        assert job.runtime == "executorch"
+        assert make_job(db, make_artifact(db, store).id).runtime == "llama.cpp"
+        with db.session_scope() as s:
+            first = repo.lease_job(s, device=old, lease_seconds=30)
+        assert first is not None and first.job.runtime == "llama.cpp"  # skips the .pte
+        with db.session_scope() as s:
+            assert repo.lease_job(s, device=old, lease_seconds=30) is None
+            lease = repo.lease_job(s, device=new, lease_seconds=30)
+        assert lease is not None and lease.job.id == job.id
+
+    def test_a_job_of_an_unknown_format_is_refused(self, db: Database,
+                                                   store: ArtifactStore) -> None:
+        art = make_artifact(db, store, fmt="bin")
+        with db.session_scope() as s, pytest.raises(ValueError, match="no runtime runs"):
+            repo.create_profile_job(s, artifact_id=art.id, contexts=[128], repetitions=1,
+                                    device_kind="x86")
+
     def test_job_for_one_named_device(self, db: Database, store: ArtifactStore) -> None:
         a, _ = make_device(db, "a")
         b, _ = make_device(db, "b")
@@ -311,6 +338,9 @@ class TestRepositoryContract:
             (make_report(art.sha256, (128, 512)), ("report", "contexts", 1, "context")),
             (make_report(art.sha256, (128,)), ("report", "contexts")),
             (make_report("0" * 64), ("report", "model_sha256")),
+            (make_report(art.sha256).model_copy(update={"runtime": make_report(
+                art.sha256).runtime.model_copy(update={"runtime": "executorch"})}),
+             ("report", "runtime", "runtime")),
         ]
         for report, loc in cases:
             with db.session_scope() as s, pytest.raises(InvalidError) as info:

@@ -16,8 +16,8 @@ from star.db.models import Base
 from tests.factories import database_url, make_settings
 
 
-def test_head_is_the_fifth_revision() -> None:
-    assert head_revision() == "0005"
+def test_head_is_the_sixth_revision() -> None:
+    assert head_revision() == "0006"
 
 
 def test_upgrade_an_empty_database(backend: str, tmp_path: Path) -> None:
@@ -179,4 +179,28 @@ def test_upgrade_moves_the_run_lifecycle_out_of_json(backend: str, tmp_path: Pat
         rows = dict(conn.execute(text("SELECT name, config FROM runs")).all())
     doc = rows["shut"] if isinstance(rows["shut"], dict) else json.loads(rows["shut"])
     assert doc["status"] == "stopped" and doc["engine"]["owner"] == "h:12:ab"
+    db.dispose()
+
+
+def test_upgrade_to_job_runtime_backfills_from_the_artifact_format(backend: str,
+                                                                   tmp_path: Path) -> None:
+    """0005 -> 0006: a job of a GGUF becomes a llama.cpp job, a job of a .pte an executorch
+    job; down again drops the column."""
+    db = Database(database_url(backend, tmp_path))
+    upgrade(db, "0005")
+    with db.engine.begin() as conn:
+        for i, fmt in enumerate(("gguf", "pte"), start=1):
+            conn.execute(text("INSERT INTO artifacts (format, quant, sha256, size_bytes, path, "
+                              "created_at) VALUES (:f, 'f32', :sha, 1, 'x', CURRENT_TIMESTAMP)"),
+                         {"f": fmt, "sha": str(i) * 64})
+            conn.execute(text("INSERT INTO jobs (kind, state, artifact_id, device_tags, contexts,"
+                              " repetitions, n_gen, priority, attempts, max_attempts, created_at)"
+                              " VALUES ('profile', 'queued', :a, '[]', '[128]', 1, 1, 0, 0, 3, "
+                              "CURRENT_TIMESTAMP)"), {"a": i})
+    assert upgrade(db, "0006") == "0006"
+    with db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT artifact_id, runtime FROM jobs ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [(1, "llama.cpp"), (2, "executorch")]
+    assert downgrade(db, "0005") == "0005"
+    assert "runtime" not in {c["name"] for c in inspect(db.engine).get_columns("jobs")}
     db.dispose()

@@ -22,19 +22,44 @@ from tests.support.wait import wait_for
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_page_auth_and_local_plotly(lab: Lab) -> None:
+def sign_in(client: httpx.Client, run_id: int, token: str = ADMIN_TOKEN) -> httpx.Response:
+    """What the login form does: POST the token (never in a URL), follow the 303."""
+    return client.post("/login", data={"token": token, "next": f"/runs/{run_id}"},
+                       follow_redirects=True)
+
+
+def test_page_signs_in_by_form_and_serves_plotly_locally(lab: Lab) -> None:
     seeded = seed_run(lab.db, lab.store)
     with lab.client() as anon:
-        assert anon.get(f"/runs/{seeded.run_id}").status_code == 401
-        assert anon.get(f"/runs/{seeded.run_id}", params={"token": "wrong"}).status_code == 401
+        r = anon.get(f"/runs/{seeded.run_id}")
+        assert r.status_code == 401 and 'action="/login"' in r.text  # the login form
         r = anon.get(f"/runs/{seeded.run_id}", params={"token": ADMIN_TOKEN})
+        assert r.status_code == 400 and ADMIN_TOKEN not in r.text  # a token in a URL: refused
+        assert "star_token" not in anon.cookies
+        assert sign_in(anon, seeded.run_id, "wrong").status_code == 401
+        r = sign_in(anon, seeded.run_id)
         assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        assert str(r.url).endswith(f"/runs/{seeded.run_id}")
         assert 'src="/static/plotly.min.js"' in r.text and "cdn" not in r.text.lower()
-        assert anon.cookies.get("star_token") == ADMIN_TOKEN
+        assert ADMIN_TOKEN not in r.text  # never in the page
         assert anon.get(f"/runs/{seeded.run_id}").status_code == 200  # the cookie alone
         js = anon.get("/static/plotly.min.js")
         assert js.status_code == 200 and len(js.content) > 1_000_000
-        assert anon.get("/runs/999", params={"token": ADMIN_TOKEN}).status_code == 404
+        assert anon.get("/runs/999").status_code == 404
+        assert anon.get(f"/runs/{2**63}").status_code == 422  # bounded like every id
+
+
+def test_session_cookie_reads_the_api_but_never_writes(lab: Lab) -> None:
+    """The page's scripts read with the cookie; a write (another site's form, say) still
+    needs the bearer token, and a redirect never leaves the lab."""
+    seeded = seed_run(lab.db, lab.store)
+    with lab.client() as anon:
+        assert anon.get(f"/api/v1/runs/{seeded.run_id}/frontier").status_code == 401
+        sign_in(anon, seeded.run_id)
+        assert anon.get(f"/api/v1/runs/{seeded.run_id}/frontier").status_code == 200
+        assert anon.post("/api/v1/devices", json={"name": "x", "kind": "x86"}).status_code == 401
+        r = anon.post("/login", data={"token": ADMIN_TOKEN, "next": "https://evil.example/"})
+        assert r.status_code == 303 and r.headers["location"] == "/"
 
 
 def test_page_shows_the_study_report_or_says_why_there_is_none(lab: Lab) -> None:
@@ -42,10 +67,9 @@ def test_page_shows_the_study_report_or_says_why_there_is_none(lab: Lab) -> None
     with lab.db.session_scope() as s:
         manual = repo.create_run(s, name="manual", config={})
     with lab.client() as anon:
-        r = anon.get(f"/runs/{seeded.run_id}", params={"token": ADMIN_TOKEN})
+        r = sign_in(anon, seeded.run_id)
         assert 'class="star-report"' in r.text and 'id="provenance"' in r.text
-        assert r.text.count(ADMIN_TOKEN) == 1  # the boot data only: never in the report
-        r = anon.get(f"/runs/{manual.id}", params={"token": ADMIN_TOKEN})
+        r = anon.get(f"/runs/{manual.id}")
         assert r.status_code == 200 and "no study report" in r.text
         assert "star search run" in r.text and 'class="star-report"' not in r.text
 
@@ -127,14 +151,19 @@ def browser(tmp_path: Path) -> Iterator[Tab]:
 def test_run_page_plots_and_click_shows_candidate(lab: Lab, browser: Tab) -> None:
     seeded: Seeded = seed_run(lab.db, lab.store)
     browser.call("Page.enable")
-    browser.call("Page.navigate", url=f"{lab.url}/runs/{seeded.run_id}?token={ADMIN_TOKEN}")
+    browser.call("Page.navigate", url=f"{lab.url}/runs/{seeded.run_id}")
+    # the login form, filled and submitted in the page like a person would
+    browser.wait("document.querySelector('input[name=token]') !== null", lambda v: v is True)
+    browser.eval(f"(() => {{ document.querySelector('input[name=token]').value = "
+                 f"{json.dumps(ADMIN_TOKEN)}; document.querySelector('form').submit(); }})()")
     # 5 feasible candidates on (params, kv_bytes_per_token): 1 grey + 4 on the frontier
     count = "document.querySelectorAll('#plot .scatterlayer path.point').length"
     browser.wait(count, lambda n: n == 5)
     per_trace = browser.eval("Array.from(document.querySelectorAll('#plot .scatterlayer .trace'))"
                              ".map(t => t.querySelectorAll('path.point').length)")
     assert per_trace == [1, 4]
-    assert browser.eval("location.search") == ""  # the token left the address bar
+    assert browser.eval("location.search") == ""  # the token never was in the address bar
+    assert ADMIN_TOKEN not in browser.eval("document.documentElement.outerHTML")
     assert browser.eval("typeof Plotly") == "object"
     assert browser.eval("document.querySelector('#x').value") == "params"
     assert browser.eval("document.querySelector('#y').value") == "kv_bytes_per_token"

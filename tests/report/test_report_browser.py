@@ -6,6 +6,7 @@ run page shows the same report under its interactive frontier."""
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,11 +94,16 @@ def study_lab(study: Study, tmp_path: Path) -> Iterator[str]:
 def test_run_page_shows_the_report_under_the_interactive_frontier(
         study: Study, study_lab: str, report: Report, browser: Tab,  # noqa: F811
         tmp_path: Path) -> None:
-    r = httpx.get(f"{study_lab}/runs/{study.run_id}", params={"token": ADMIN_TOKEN}, timeout=30)
+    with httpx.Client(base_url=study_lab, timeout=30) as client:
+        r = client.post("/login", data={"token": ADMIN_TOKEN, "next": f"/runs/{study.run_id}"},
+                        follow_redirects=True)
     assert r.status_code == 200 and 'class="star-report"' in r.text
-    assert r.text.count(ADMIN_TOKEN) == 1  # only in the boot data, as before: not in the report
-    open_page(browser, f"{study_lab}/runs/{study.run_id}?token={ADMIN_TOKEN}",
-              "document.querySelectorAll('#plot .scatterlayer path.point').length > 0")
+    assert ADMIN_TOKEN not in r.text  # neither in the boot data nor in the report
+    open_page(browser, f"{study_lab}/runs/{study.run_id}", "document.forms.length > 0")
+    browser.eval(f"(() => {{ document.querySelector('input[name=token]').value = "
+                 f"{json.dumps(ADMIN_TOKEN)}; document.forms[0].submit(); }})()")
+    assert browser.wait("document.querySelectorAll('#plot .scatterlayer path.point').length > 0",
+                        bool)
     traces: list[dict[str, Any]] = browser.eval(
         "Array.from(document.getElementById('plot').data)"
         ".map(t => ({name: t.name, n: t.x.length, symbol: t.marker.symbol || ''}))")

@@ -209,3 +209,21 @@ def test_any_vector_is_fitted_to_an_exportable_genome(vector: list[int]) -> None
     fitted = fit_runtime(vector)
     assert arch_of(fitted) is not None, mixers(fitted)
     assert fit_runtime(fitted) == fitted  # a fit is a fixed point
+
+
+def test_the_open_constraint_keeps_any_operator_mix_and_only_refuses_disallowed_operators(
+) -> None:
+    """runtime executorch: no fitting into llama.cpp families; a genome comes back canonical
+    and unchanged in its operators (linear attention included), unless an operator is not
+    allowed."""
+    from star.genome import load_genome
+    from star.genome.spec import TokenMixer
+    from star.search.runtime_fit import make_open_constraint
+    from tests.conftest import GENOMES
+
+    linear = load_genome(GENOMES / "hybrid-linear-attn-350m.yaml")
+    open_space = make_open_constraint(lambda g: g.to_spec())
+    assert open_space(tuple(linear.genes)) == tuple(linear.genes)
+    no_linear = make_open_constraint(lambda g: g.to_spec(), token_mixers=[
+        TokenMixer.ATTENTION, TokenMixer.SHORTCONV])
+    assert no_linear(tuple(linear.genes)) is None

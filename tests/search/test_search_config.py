@@ -97,3 +97,20 @@ def test_yaml_section_relative_paths_and_shared_proxy_section(tmp_path: Path) ->
         load_search_config(path)
     assert info.value.problems[0].startswith("seed_genomes[0]: ")
     assert "does not exist" in info.value.problems[0]
+
+
+def test_runtime_executorch_opens_the_space_and_refuses_llama_cpp_settings() -> None:
+    """runtime executorch: a linear-attention seed (no llama.cpp arch runs it) is accepted,
+    flash attention is one setting (off), and the llama.cpp fences are errors naming the field."""
+    linear = str(GENOMES / "hybrid-linear-attn-350m.yaml")
+    cfg = search_config(runtime="executorch", seed_genomes=[linear])
+    assert cfg.flash_attn == [False] and cfg.artifact_quant == "8da4w"
+    assert cfg.cost_quant.value == "q4_0" and cfg.pte_max_context() == max(cfg.contexts) + 4
+    with pytest.raises(SearchConfigError, match="seed_genomes.*cannot be exported to stock"):
+        search_config(seed_genomes=[linear])  # the llama.cpp runtime refuses it, naming it
+    with pytest.raises(SearchConfigError, match=r"^flash_attn: \[False, True\] is a llama.cpp"):
+        search_config(runtime="executorch", seed_genomes=[linear], flash_attn=[False, True])
+    with pytest.raises(SearchConfigError, match="^allowed_archs: fences"):
+        search_config(runtime="executorch", allowed_archs=["lfm2"])
+    with pytest.raises(SearchConfigError, match="pte_quant"):
+        search_config(runtime="executorch", pte_quant="q4_0")

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from star.db.device_class import DeviceClass
 from star.db.errors import ConflictError, ForbiddenError, NotFoundError
 from star.db.models import Artifact, Device, Job, JobState
+from star.db.runtimes import device_runtimes, runtime_of_format
 from star.db.session import db_now, rowcount
 from star.db.snapshots import ArtifactSnapshot, DeviceSnapshot, JobSnapshot, LeaseSnapshot
 
@@ -55,8 +56,10 @@ def create_profile_job(
         raise ValueError("contexts must be distinct positive integers")
     if repetitions <= 0 or n_gen <= 0 or max_attempts <= 0:
         raise ValueError("repetitions, n_gen and max_attempts must be positive")
-    if session.get(Artifact, artifact_id) is None:
+    artifact = session.get(Artifact, artifact_id)
+    if artifact is None:
         raise NotFoundError(f"no artifact with id {artifact_id}")
+    runtime = runtime_of_format(artifact.format)  # UnknownFormat (a ValueError) otherwise
     if device_id is not None and session.get(Device, device_id) is None:
         raise NotFoundError(f"no device with id {device_id}")
     now = db_now(session)
@@ -79,6 +82,7 @@ def create_profile_job(
         stage=stage,
         flash_attn=flash_attn,
         dedupe_key=dedupe_key,
+        runtime=runtime,
     )
     session.add(row)
     session.flush()
@@ -156,16 +160,20 @@ def lease_job(
     reap: bool = True,
     now: datetime | None = None,
 ) -> LeaseSnapshot | None:
-    """Lease the first queued job this device may run, or None. Compare-and-set per job."""
+    """Lease the first queued job this device may run (its class, and a runtime it
+    advertised), or None. Compare-and-set per job."""
     now = now or db_now(session)
     if reap:
         reap_expired(session, now=now)
-    eligible = or_(
-        Job.device_id == device.id,
-        and_(
-            Job.device_id.is_(None),
-            or_(Job.device_kind.is_(None), Job.device_kind == device.kind),
+    eligible = and_(
+        or_(
+            Job.device_id == device.id,
+            and_(
+                Job.device_id.is_(None),
+                or_(Job.device_kind.is_(None), Job.device_kind == device.kind),
+            ),
         ),
+        Job.runtime.in_(device_runtimes(device.properties)),  # never a .pte to a llama.cpp agent
     )
     # On PostgreSQL, SKIP LOCKED lets concurrent leasers look at different rows instead of
     # queueing on the first one's row lock; the claim itself is still the compare-and-set

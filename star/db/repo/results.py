@@ -43,6 +43,13 @@ def check_report(job: Job, artifact: Artifact, report: BenchReport) -> None:
             f"measured a file with sha256 {report.model_sha256}, "
             f"but job {job.id} is artifact {artifact.id} with sha256 {artifact.sha256}",
         )
+    expected = job.runtime or "llama.cpp"
+    if report.runtime.runtime != expected:
+        raise InvalidError(
+            ("report", "runtime", "runtime"),
+            f"measured with {report.runtime.runtime}, but job {job.id} is a {expected} job "
+            f"(a {artifact.format} file)",
+        )
 
 
 def _is_noisy(stat: Stat | None, noisy_cv: float) -> bool:

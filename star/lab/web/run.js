@@ -2,10 +2,9 @@
 (function () {
   "use strict";
   const boot = JSON.parse(document.getElementById("star-boot").dataset.boot);
-  const auth = { Authorization: "Bearer " + boot.token };
+  // reads go with the session cookie set by the login form (no token in the page or URL)
+  const auth = {};
   const $ = (id) => document.getElementById(id);
-  // never leave the token in the address bar or history
-  if (location.search.includes("token=")) history.replaceState(null, "", location.pathname);
 
   async function getJSON(path) {
     const r = await fetch(path, { headers: auth });
@@ -68,7 +67,7 @@
     }
   }
 
-  async function download(url) {  // the artifact route needs the bearer token: fetch, then save
+  async function download(url) {  // fetch with the session cookie, then save
     const r = await fetch(url, { headers: auth });
     const blob = await r.blob();
     const a = document.createElement("a");

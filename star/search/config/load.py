@@ -65,10 +65,19 @@ def parse_search_config(doc: Any, *, base_dir: Path | None = None,
 
 
 def runtime_problems(config: SearchConfig, where: str, path: Path, genome: Genome) -> list[str]:
-    """A seed or baseline that no allowed runtime runs at the deployment scale is an error
+    """A seed or baseline that the run's runtime cannot run at the deployment scale is an error
     naming the field: it would otherwise be dropped (or refitted into another genome) silently."""
     from star.export import UnsupportedGenome, check_exportable
 
+    if config.runtime == "executorch":  # any genome runs; the static program must fit
+        from star.search.steps import pte_problem
+
+        try:
+            problem = pte_problem(config.deploy_spec(genome), config)
+        except ValueError as exc:
+            return [f"{where}: {path}: at deploy_scale: {exc}"]
+        return [] if problem is None else [f"{where}: {path} cannot be exported to a .pte: "
+                                           f"{problem}"]
     try:
         arch = check_exportable(config.deploy_spec(genome)).name
     except UnsupportedGenome as exc:

@@ -266,6 +266,20 @@ class SearchConfig(BaseModel):
         default=Quant.Q4_0,
         description="weight type of the measured files (llama-quantize's types; q4_k_m "
         "is what most people ship)")
+    runtime: Literal["llama.cpp", "executorch"] = Field(
+        default="llama.cpp",
+        description="who measures the candidates: llama.cpp (a GGUF; the search is fenced into "
+        "the stock architectures, allowed_archs) or executorch (a .pte; any operator on any "
+        "layer, linear attention included)")
+    pte_quant: Literal["8da4w", "fp32"] = Field(
+        default="8da4w",
+        description="runtime executorch: weight type of the measured .pte (8da4w: int8 dynamic "
+        "activations, int4 weights in groups of 32, XNNPACK; fp32)")
+    cross_runtime: Literal["executorch"] | None = Field(
+        default=None,
+        description="runtime llama.cpp: also measure every candidate with this runtime (a .pte "
+        "at pte_quant) at the screening contexts; not an objective: the report shows where the "
+        "two runtimes agree and where they differ")
     contexts: list[int] = Field(
         default_factory=lambda: [4096, 32768],
         description="context lengths measured (TTFT at C, decode at depth C, peak RSS "
@@ -332,6 +346,10 @@ class SearchConfig(BaseModel):
         """A stored config (resume) written before ``flash_attn`` existed measured with it off."""
         if (isinstance(data, dict) and info.context and info.context.get("stored")
                 and "flash_attn" not in data):
+            return {**data, "flash_attn": [False]}
+        # ExecuTorch has no flash-attention switch: one setting, recorded as off
+        if isinstance(data, dict) and data.get("runtime") == "executorch" \
+                and "flash_attn" not in data:
             return {**data, "flash_attn": [False]}
         return data
 
@@ -411,6 +429,15 @@ class SearchConfig(BaseModel):
                                     f"device_classes {self.device_classes}")
         if self.staging is not None:
             problems += self._staging_problems(self.staging)
+        if self.cross_runtime is not None and self.cross_runtime == self.runtime:
+            problems.append(f"cross_runtime: {self.cross_runtime} is the run's runtime already")
+        if self.runtime == "executorch":
+            if self.flash_attn != [False]:
+                problems.append(f"flash_attn: {self.flash_attn} is a llama.cpp setting; runtime "
+                                "executorch has none (remove it)")
+            if self.allowed_archs is not None:
+                problems.append("allowed_archs: fences the search into llama.cpp's "
+                                "architectures; runtime executorch runs any genome (remove it)")
         if self.uses_quality() and not (set(self.proxy.tasks) - {"memorization"}):
             problems.append("proxy.tasks: the quality objective needs a recall-like task or "
                             "text (memorization alone is only a screen)")
@@ -463,6 +490,28 @@ class SearchConfig(BaseModel):
         return problems
 
     # ---- derived views --------------------------------------------------------------------
+
+    @property
+    def cost_quant(self) -> Quant:
+        """The weight type the analytic cost model prices (8da4w stores 4-bit weights in groups
+        of 32 with a scale each, as q4_0 does)."""
+        if self.runtime == "executorch":
+            return Quant.Q4_0 if self.pte_quant == "8da4w" else Quant.F32
+        return self.quant
+
+    @property
+    def artifact_quant(self) -> str:
+        """The ``quant`` of the measured files (artifacts.quant)."""
+        return self.pte_quant if self.runtime == "executorch" else self.quant.value
+
+    @property
+    def artifact_format(self) -> str:
+        """The format of the measured files (artifacts.format): gguf or pte."""
+        return "pte" if self.runtime == "executorch" else "gguf"
+
+    def pte_max_context(self) -> int:
+        """Static KV length of an exported .pte: the longest context plus the decode tokens."""
+        return max(self.contexts) + self.n_gen
 
     def bounds(self) -> list[Bound]:
         """Every budget as pymoo constraints (a budget with max and min is two)."""
@@ -547,8 +596,8 @@ class SearchConfig(BaseModel):
         if metric in ("params", "active_params"):
             return params / 1e6
         shape = (vocab, width)
-        head = storage_type("lm_head.weight", shape, self.quant).nbytes(shape)
-        embd = storage_type("embed.weight", shape, self.quant).nbytes(shape)
+        head = storage_type("lm_head.weight", shape, self.cost_quant).nbytes(shape)
+        embd = storage_type("embed.weight", shape, self.cost_quant).nbytes(shape)
         return (head if tied else embd + head) / 2**20
 
     def to_json(self) -> dict[str, Any]:
