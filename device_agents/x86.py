@@ -28,8 +28,18 @@ from device_agents.schemas import BenchReport, DeviceProperties
 
 log = logging.getLogger(__name__)
 
-# Per context and repetition: generous, since a deadline only guards against a hung process.
-SECONDS_PER_CONTEXT_REP = 120.0
+# A process's deadline only guards against a hung benchmark, so it is generous: this many
+# seconds per run (warm-up included) up to ``DEADLINE_CONTEXT`` tokens, growing as C**1.5 beyond
+# (prefill grows between C and C**2 with attention). A flat 120 s once cut off a size-matched
+# transformer's 32K prefill with flash attention off, which needs minutes on a 2-core laptop.
+SECONDS_PER_RUN = 120.0
+DEADLINE_CONTEXT = 4096
+
+
+def process_deadline_s(contexts: Sequence[int], repetitions: int) -> float:
+    """Seconds one benchmark process may take at the largest of ``contexts``."""
+    scale = max(1.0, max(contexts) / DEADLINE_CONTEXT) ** 1.5
+    return SECONDS_PER_RUN * (repetitions + 1) * scale
 
 
 def cpu_model() -> str:
@@ -145,7 +155,7 @@ class X86Runner:
                 bench,
                 build_flags=self._build_flags,
                 commit=self._commit,
-                timeout_s=SECONDS_PER_CONTEXT_REP * job.repetitions * len(job.contexts),
+                timeout_s=process_deadline_s(job.contexts, job.repetitions),
                 remeasure=job.remeasure,
                 quiet=QuietGate(self.quiet, stop=cancel) if self.quiet is not None else None,
                 cancel=cancel,
@@ -165,7 +175,7 @@ class X86Runner:
                                         repetitions=job.repetitions)
             return run_pte_bench(
                 model_path, job.contexts, settings, runner, build_flags=flags,
-                timeout_s=SECONDS_PER_CONTEXT_REP * job.repetitions * len(job.contexts),
+                timeout_s=process_deadline_s(job.contexts, job.repetitions),
                 remeasure=job.remeasure,
                 quiet=QuietGate(self.quiet, stop=cancel) if self.quiet is not None else None,
                 cancel=cancel,

@@ -121,3 +121,12 @@ def test_x86_agent_killed_mid_job_then_measured_exactly_once(
     assert sorted(r["context"] for r in rows) == [64, 512, 1024, 2048]  # measured exactly once
     rescuer_id = lab.admin.get(api("/devices/rescuer")).json()["id"]
     assert {r["device_id"] for r in rows} == {rescuer_id}
+
+
+def test_process_deadline_grows_with_context_so_a_long_prefill_is_not_cut_off() -> None:
+    from device_agents.x86 import SECONDS_PER_RUN, process_deadline_s
+
+    assert process_deadline_s([512, 4096], 2) == SECONDS_PER_RUN * 3  # warm-up + 2 runs
+    # 8x the context: at least 8x the time (a 32K prefill with flash attention off takes
+    # minutes on a laptop; the old flat 120 s cut it off)
+    assert process_deadline_s([32768], 1) >= 8 * process_deadline_s([4096], 1)
