@@ -52,6 +52,6 @@ else
 fi
 star frontier "$run" --plot frontier.png
 if star report --help >/dev/null 2>&1; then
-  star report "$run" -o report.html && echo "report: report.html"
+  star report "$run" -o report.html --force && echo "report: report.html"
 fi
 echo "frontier plot: frontier.png   (logs: $data/)"
