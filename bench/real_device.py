@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from device_agents.protocol import RemeasurePolicy
 from star.cost import Quant
 from star.genome import ArchSpec, Genome, Scale, scale_spec
 from star.genome.identity import content_hash
@@ -148,6 +149,8 @@ class LocalJob:
     repetitions: int
     n_gen: int
     flash_attn: bool = False
+    runtime: str = "llama.cpp"
+    remeasure: RemeasurePolicy = field(default_factory=lambda: RemeasurePolicy(max_tries=1))
 
 
 @dataclass
