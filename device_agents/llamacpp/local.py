@@ -109,12 +109,14 @@ def run_process(
                                     process_group=0)
             try:
                 while True:
-                    step = _WAIT_STEP_S if cancel is not None else None
+                    # never one long blocking wait: a SIGINT that lands just before a blocking
+                    # waitpid() is not seen until the benchmark ends (no EINTR), so Ctrl-C of
+                    # `star bench` would wait out the whole benchmark
+                    step = _WAIT_STEP_S
                     if deadline is not None:
-                        left = deadline - time.monotonic()
-                        step = left if step is None else min(step, left)
+                        step = min(step, deadline - time.monotonic())
                     try:
-                        proc.wait(timeout=None if step is None else max(step, 0.0))
+                        proc.wait(timeout=max(step, 0.0))
                         break
                     except subprocess.TimeoutExpired:
                         if deadline is not None and time.monotonic() >= deadline:
@@ -146,7 +148,7 @@ def run_process(
                       peak_rss_bytes=peak, wall_s=wall, timed_out=timed_out)
 
 
-_WAIT_STEP_S = 0.2  # how often a running benchmark checks ``cancel``
+_WAIT_STEP_S = 0.2  # how often a running benchmark checks ``cancel`` and pending signals
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
