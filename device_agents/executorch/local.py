@@ -19,7 +19,7 @@ from device_agents.executorch.results import (
     assemble_context,
     parse_info,
 )
-from device_agents.llamacpp.commands import BenchInputError, check_contexts
+from device_agents.llamacpp.commands import BenchInputError, check_contexts, check_model_file
 from device_agents.llamacpp.local import (
     cpu_model,
     file_sha256,
@@ -60,11 +60,7 @@ def validate_pte(
     A context C needs C + n_gen positions (decode generates n_gen tokens after C); ``info``
     (from ``read_pte_info``) gives the program's ``max_context``.
     """
-    path = Path(path)
-    if not path.exists():
-        raise BenchInputError(f"model file not found: {path}")
-    if not path.is_file():
-        raise BenchInputError(f"model path is not a file: {path}")
+    path = check_model_file(path)
     try:
         with open(path, "rb") as handle:
             head = handle.read(8)

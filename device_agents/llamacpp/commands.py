@@ -109,11 +109,7 @@ def validate_model(path: str | Path, contexts: list[int], *, n_gen: int = 0) -> 
 
     A context C needs C + n_gen positions (the decode run generates n_gen tokens after C).
     """
-    path = Path(path)
-    if not path.exists():
-        raise BenchInputError(f"model file not found: {path}")
-    if not path.is_file():
-        raise BenchInputError(f"model path is not a file: {path}")
+    path = check_model_file(path)
     try:
         header = read_gguf_header(path)
     except GGUFError as exc:
@@ -130,6 +126,16 @@ def validate_model(path: str | Path, contexts: list[int], *, n_gen: int = 0) -> 
                 f"model's context_length {limit} ({header.architecture}.context_length in {path})"
             )
     return header
+
+
+def check_model_file(path: str | Path) -> Path:
+    """The model file to measure, as a Path, if it exists and is a file (any runtime)."""
+    path = Path(path)
+    if not path.exists():
+        raise BenchInputError(f"model file not found: {path}")
+    if not path.is_file():
+        raise BenchInputError(f"model path is not a file: {path}")
+    return path
 
 
 def check_contexts(contexts: Sequence[int]) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 import adbutils
 import pytest
 
+from device_agents.android.device import AndroidDevice
+from device_agents.llamacpp.results import RunOutcome
 from tests.runtime.fixtures import phone_runtime  # noqa: F401  (fixture: the aarch64 build)
 from tests.support.adb_server import AdbServer, adb_builds, connected_phone
 from tests.support.emulated_phone import EmulatedPhone
@@ -63,3 +65,18 @@ def make_phone(adb_server: AdbServer) -> Iterator[Callable[..., EmulatedPhone]]:
 def emulated_phone(make_phone: Callable[..., EmulatedPhone]) -> EmulatedPhone:
     """A started, connected phone, listed by ``adb.list()`` as "device"."""
     return make_phone()
+
+
+@pytest.fixture
+def outcomes(monkeypatch: pytest.MonkeyPatch) -> list[RunOutcome]:
+    """Every benchmark process the phone ran in this test, in order (a spy on ``_run_one``)."""
+    seen: list[RunOutcome] = []
+    original = AndroidDevice._run_one
+
+    def spy(self: AndroidDevice, *args: object, **kwargs: object) -> RunOutcome:
+        outcome = original(self, *args, **kwargs)  # type: ignore[arg-type]
+        seen.append(outcome)
+        return outcome
+
+    monkeypatch.setattr(AndroidDevice, "_run_one", spy)
+    return seen

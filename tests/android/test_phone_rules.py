@@ -43,20 +43,6 @@ def model(tmp_path: Path) -> Path:
     return write_tiny_gguf(tmp_path / "tiny.gguf", config)
 
 
-@pytest.fixture
-def outcomes(monkeypatch: pytest.MonkeyPatch) -> list[RunOutcome]:
-    seen: list[RunOutcome] = []
-    original = AndroidDevice._run_one
-
-    def spy(self: AndroidDevice, *args: object, **kwargs: object) -> RunOutcome:
-        outcome = original(self, *args, **kwargs)  # type: ignore[arg-type]
-        seen.append(outcome)
-        return outcome
-
-    monkeypatch.setattr(AndroidDevice, "_run_one", spy)
-    return seen
-
-
 def _arg(outcome: RunOutcome, flag: str) -> str:
     return outcome.argv[outcome.argv.index(flag) + 1]
 
