@@ -36,8 +36,8 @@ from star.export.checks import (
     _uniform,
     channel_name,
 )
-from star.export.errors import UnsupportedGenome
 from star.export.hf_names import HF_ARCHS, HfArch
+from star.export.targets import select_family
 from star.genome.spec import (
     ArchSpec,
     AttentionSpec,
@@ -45,7 +45,6 @@ from star.genome.spec import (
     FFNSpec,
     LayerSpec,
     MoESpec,
-    Norm,
     Routing,
     ShortConvSpec,
     SSMSpec,
@@ -61,43 +60,9 @@ def check_hf_exportable(spec: ArchSpec) -> HfArch:
 
 
 def select_hf_arch(spec: ArchSpec) -> HfArch:
-    """Pick the family by rule (module docstring); the per-family check comes after."""
-    if not spec.layers:
-        raise UnsupportedGenome(layer=None, operator="model", reason="the spec has no layers")
-    for layer in spec.layers:
-        if layer.mixer.kind == TokenMixer.LINEAR_ATTENTION:
-            raise UnsupportedGenome(
-                layer=layer.index,
-                operator="linear_attention",
-                reason="no transformers causal LM runs kernelised (elu+1) linear attention",
-            )
-        if layer.norm != Norm.RMSNORM:
-            raise UnsupportedGenome(
-                layer=layer.index,
-                operator=layer.norm.value,
-                reason="the mapped transformers architectures use RMSNorm (w * x / rms(x)) only",
-            )
-    kinds = {layer.mixer.kind for layer in spec.layers}
-    if TokenMixer.SHORTCONV in kinds:
-        if TokenMixer.SSM in kinds:
-            first = next(la for la in spec.layers if la.mixer.kind == TokenMixer.SSM)
-            raise UnsupportedGenome(
-                layer=first.index,
-                operator="ssm",
-                reason="no transformers architecture mixes short conv (LFM2) and Mamba-2",
-            )
-        has_moe = any(isinstance(la.channel, MoESpec) for la in spec.layers)
-        return HF_ARCHS["lfm2moe" if has_moe else "lfm2"]
-    if TokenMixer.SSM in kinds:
-        channels = {channel_name(la) for la in spec.layers}
-        if any(la.mixer.kind.is_attention for la in spec.layers) or channels & {"swiglu", "moe"}:
-            return HF_ARCHS["granitehybrid"]  # its check names a MoE layer and why
-        if "mlp" in channels:
-            return HF_ARCHS["nemotron_h"]
-        return HF_ARCHS["mamba2"]
-    if any(isinstance(la.mixer, AttentionSpec) and la.mixer.qk_norm for la in spec.layers):
-        return HF_ARCHS["qwen3"]
-    return HF_ARCHS["llama"]
+    """Pick the family by the GGUF targets' rule (``select_family``); the per-family check
+    comes after."""
+    return HF_ARCHS[select_family(spec, "transformers causal LM")]
 
 
 def _kernel(layer: LayerSpec) -> int:

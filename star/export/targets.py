@@ -160,6 +160,15 @@ def check_exportable(spec: ArchSpec) -> Target:
 
 def select_target(spec: ArchSpec) -> Target:
     """Pick the architecture family by rule (module docstring); does not check the details."""
+    return TARGETS[select_family(spec, "stock llama.cpp architecture")]
+
+
+def select_family(spec: ArchSpec, runner: str) -> str:
+    """The family (lfm2, lfm2moe, granitehybrid, nemotron_h, mamba2, qwen3, llama) whose graph
+    could run ``spec``, by the rule of the module docstring: the one rule behind both the GGUF
+    targets and the Hugging Face classes (``star.export.hf_targets``). ``runner`` names who
+    cannot run a refused spec ("stock llama.cpp architecture", "transformers causal LM").
+    """
     if not spec.layers:
         raise UnsupportedGenome(layer=None, operator="model", reason="the spec has no layers")
     for layer in spec.layers:
@@ -167,13 +176,13 @@ def select_target(spec: ArchSpec) -> Target:
             raise UnsupportedGenome(
                 layer=layer.index,
                 operator="linear_attention",
-                reason="no stock llama.cpp architecture runs kernelised (elu+1) linear attention",
+                reason=f"no {runner} runs kernelised (elu+1) linear attention",
             )
         if layer.norm != Norm.RMSNORM:
             raise UnsupportedGenome(
                 layer=layer.index,
                 operator=layer.norm.value,
-                reason="the exportable architectures use RMSNorm (w * x / rms(x)) only",
+                reason=f"every {runner} here uses RMSNorm (w * x / rms(x)) only",
             )
     kinds = {layer.mixer.kind for layer in spec.layers}
     if TokenMixer.SHORTCONV in kinds:
@@ -182,25 +191,21 @@ def select_target(spec: ArchSpec) -> Target:
             raise UnsupportedGenome(
                 layer=first.index,
                 operator="ssm",
-                reason="no llama.cpp architecture mixes short conv (lfm2) and Mamba-2 "
-                "(mamba2, granitehybrid, nemotron_h) in one model",
+                reason=f"no {runner} mixes short conv (lfm2) and Mamba-2 (mamba2, granitehybrid,"
+                " nemotron_h) in one model",
             )
         has_moe = any(isinstance(la.channel, MoESpec) for la in spec.layers)
-        return LFM2MOE if has_moe else LFM2
+        return "lfm2moe" if has_moe else "lfm2"
     if TokenMixer.SSM in kinds:
-        if any(la.mixer.kind.is_attention for la in spec.layers):
-            return GRANITEHYBRID
         channels = {channel_name(la) for la in spec.layers}
-        if "swiglu" in channels:
-            return GRANITEHYBRID
+        if any(la.mixer.kind.is_attention for la in spec.layers) or channels & {"swiglu", "moe"}:
+            return "granitehybrid"  # its check names a MoE layer and why
         if "mlp" in channels:
-            return NEMOTRON_H
-        if "moe" in channels:
-            return GRANITEHYBRID  # its check names the MoE layer and why
-        return MAMBA2
+            return "nemotron_h"
+        return "mamba2"
     if any(isinstance(la.mixer, AttentionSpec) and la.mixer.qk_norm for la in spec.layers):
-        return QWEN3
-    return LLAMA
+        return "qwen3"
+    return "llama"
 
 
 def block_layout(spec: ArchSpec, target: Target) -> tuple[list[int], list[int | None], int]:
