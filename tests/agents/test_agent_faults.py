@@ -70,7 +70,9 @@ def test_agent_killed_mid_job_is_requeued_and_measured_once(lab: Lab, tmp_path: 
     a = spawn_agent(lab.url, token_a, tmp_path / "a", delay=30)
     try:
         marker = tmp_path / "a" / "work" / f"measuring-{job['id']}"
-        wait_for("agent A to start measuring", marker.exists, 20)
+        # a fresh interpreter importing the agent, registering and leasing: seconds on a quiet
+        # box, more beside other work (the agent then measures for 30 s, so nothing is missed)
+        wait_for("agent A to start measuring", marker.exists, 60)
         a.send_signal(signal.SIGKILL)
         a.wait(timeout=10)
     finally:

@@ -37,6 +37,9 @@ def test_stopping_star_bench_stops_its_llama_bench(
          "--llama-bench", str(fake), "--repeats", "1"],
         env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # as typed in a terminal: a job started in the background by a non-interactive shell
+        # (CI scripts, nohup) inherits SIGINT *ignored*, and Ctrl-C could not reach it at all
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         wait_for("llama-bench to start", lambda: sleepers(marker), 60)
