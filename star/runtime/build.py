@@ -24,9 +24,10 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from device_agents.llamacpp.local import cpu_model
 from star.runtime.info import RuntimeInfo
@@ -106,21 +107,33 @@ def read_marker(directory: Path | None = None) -> RuntimeInfo | None:
     return info
 
 
+B = TypeVar("B")  # what a build produces (its marker's info)
+
+
 def ensure_runtime(*, jobs: int | None = None, log: bool = False) -> RuntimeInfo:
     """Return the pinned llama.cpp build, building it first if needed (~3 min on 2 cores).
 
     ``log=True`` streams the cmake output to stderr (it always goes to ``build.log`` too).
     """
     directory = build_dir()
-    info = read_marker(directory)
-    if info is not None:
-        return info
+    return build_once(directory, lambda: read_marker(directory),
+                      lambda: _build(directory, jobs=jobs or os.cpu_count() or 1, log=log))
+
+
+def build_once(directory: Path, read: Callable[[], B | None], build: Callable[[], B]) -> B:
+    """The cached build in ``directory`` (``read``), else ``build`` it, once per host: a file
+    lock beside the directory makes a second process wait for the first one's build and then
+    read it, instead of building again. Shared by every runtime build (x86, phones, ExecuTorch).
+    """
+    found = read()
+    if found is not None:
+        return found
     directory.parent.mkdir(parents=True, exist_ok=True)
     with _locked(directory.parent / f"{directory.name}.lock"):
-        info = read_marker(directory)  # another process may have finished while we waited
-        if info is not None:
-            return info
-        return _build(directory, jobs=jobs or os.cpu_count() or 1, log=log)
+        found = read()  # another process may have finished while we waited
+        if found is not None:
+            return found
+        return build()
 
 
 @contextmanager

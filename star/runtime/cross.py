@@ -37,8 +37,8 @@ from star.runtime.build import (
     SDIST_SHA256,
     RuntimeBuildError,
     _extract,
-    _locked,
     _run_logged,
+    build_once,
     cache_root,
     checked_commit,
     fetch_sdist,
@@ -172,15 +172,9 @@ def ensure_phone_runtime(
     The first build is ~130 compile steps: tens of minutes on a busy 2-core machine.
     """
     directory = cross_build_dir(target)
-    found = read_phone_marker(target)
-    if found is not None:
-        return found
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(directory.parent / f"{directory.name}.lock"):
-        found = read_phone_marker(target)
-        if found is not None:
-            return found
-        return _cross_build(target, directory, jobs=jobs or os.cpu_count() or 1, log=log)
+    return build_once(directory, lambda: read_phone_marker(target),
+                      lambda: _cross_build(target, directory, jobs=jobs or os.cpu_count() or 1,
+                                           log=log))
 
 
 def _cross_build(target: str, directory: Path, *, jobs: int, log: bool) -> PhoneRuntime:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from star.runtime.build import RuntimeBuildError, _locked, cache_root
+from star.runtime.build import RuntimeBuildError, build_once, cache_root
 
 RUNNER_NAME = "star-et-bench"
 _MARKER = "runner.json"
@@ -175,15 +175,8 @@ def read_runner_marker(directory: Path | None = None) -> RunnerInfo | None:
 def ensure_executorch_runner(*, log: bool = False) -> RunnerInfo:
     """The runner for this host, built first if needed. Raises ``RuntimeBuildError``."""
     directory = build_dir()
-    info = read_runner_marker(directory)
-    if info is not None:
-        return info
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(directory.parent / f"{directory.name}.lock"):
-        info = read_runner_marker(directory)
-        if info is not None:
-            return info
-        return _build(directory, log=log)
+    return build_once(directory, lambda: read_runner_marker(directory),
+                      lambda: _build(directory, log=log))
 
 
 def _compiler() -> str:
