@@ -125,42 +125,22 @@ class Steps:
         """Deployment-scale GGUF (runtime executorch: a .pte) with random weights of
         ``export_seed`` into the artifact store, linked to its candidate; an export that fails
         is kept as the candidate's ``export_error``. Returns how many were exported."""
-        from star.export import ExportError, UnsupportedGenome, export_gguf
+        from star.export import ExportError
 
-        quant = self.config.artifact_quant
+        cfg = self.config
         cands = self.candidates(ids)
-        with self.db.session_scope(readonly=True) as s:
-            have = store.artifacts_of_candidates(s, [c.id for c in cands.values()], quant=quant,
-                                                 fmt=self.config.artifact_format)
-        todo = [g for g in self.feasible_ids(ids) if cands[g].id not in have]
+        todo = self._missing(cands, self.feasible_ids(ids), cfg.artifact_quant,
+                             cfg.artifact_format)
         for gid in todo:
             self.check_stop()
-            cand = cands[gid]
-            spec = self.config.deploy_spec(Genome(tuple(cand.genome["genes"])))
             try:
-                import torch
-
-                from star.nn import StarModel
-
-                model = StarModel(spec, device="cpu", dtype=torch.float32,
-                                  seed=self.config.export_seed)
-                with tempfile.TemporaryDirectory(prefix="star-export-") as tmp:
-                    if self.config.runtime == "executorch":
-                        path, fmt = export_program(spec, model, Path(tmp), gid, self.config), "pte"
-                    else:
-                        path = export_gguf(spec, model, Path(tmp) / f"{gid[:16]}.gguf",
-                                           quant=quant, name=gid[:12]).path
-                        fmt = "gguf"
-                    del model
-                    with self.db.session_scope() as s:
-                        repo.import_artifact(s, self.artifacts, path, quant=quant, format=fmt,
-                                             candidate_id=cand.id)
-            except (UnsupportedGenome, ExportError, MemoryError, RuntimeError) as exc:
+                self._export_file(cands[gid], gid, cfg.artifact_format)
+            except (ExportError, MemoryError, RuntimeError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 log.warning("candidate %s: export failed: %s", gid[:12], reason)
                 with self.db.session_scope() as s:
-                    repo.update_candidate(s, candidate_id=cand.id, export_error=reason)
-        if self.config.cross_runtime == "executorch":
+                    repo.update_candidate(s, candidate_id=cands[gid].id, export_error=reason)
+        if cfg.cross_runtime == "executorch":
             self.export_cross(ids)
         return len(todo)
 
@@ -170,32 +150,15 @@ class Steps:
         candidate stays in the search). Returns how many were exported."""
         from star.export import ExportError
 
-        cfg = self.config
         cands = self.candidates(ids)
-        with self.db.session_scope(readonly=True) as s:
-            have = store.artifacts_of_candidates(s, [c.id for c in cands.values()],
-                                                 quant=cfg.pte_quant, fmt="pte")
-        todo = [g for g in self.feasible_ids(ids) if cands[g].id not in have
-                and "cross_runtime_error" not in (cands[g].analytic_costs or {})]
+        todo = [g for g in self._missing(cands, self.feasible_ids(ids), self.config.pte_quant,
+                                         "pte")
+                if "cross_runtime_error" not in (cands[g].analytic_costs or {})]
         for gid in todo:
             self.check_stop()
             cand = cands[gid]
-            spec = cfg.deploy_spec(Genome(tuple(cand.genome["genes"])))
-            problem = pte_problem(spec, cfg)
             try:
-                if problem is not None:
-                    raise ExportError(problem)
-                import torch
-
-                from star.nn import StarModel
-
-                model = StarModel(spec, device="cpu", dtype=torch.float32, seed=cfg.export_seed)
-                with tempfile.TemporaryDirectory(prefix="star-export-") as tmp:
-                    path = export_program(spec, model, Path(tmp), gid, cfg)
-                    del model
-                    with self.db.session_scope() as s:
-                        repo.import_artifact(s, self.artifacts, path, quant=cfg.pte_quant,
-                                             format="pte", candidate_id=cand.id)
+                self._export_file(cand, gid, "pte")
             except (ExportError, MemoryError, RuntimeError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 log.warning("candidate %s: .pte export failed: %s", gid[:12], reason)
@@ -203,6 +166,39 @@ class Steps:
                     costs = {**(cand.analytic_costs or {}), "cross_runtime_error": reason}
                     repo.update_candidate(s, candidate_id=cand.id, analytic_costs=costs)
         return len(todo)
+
+    def _missing(self, cands: dict[str, CandidateSnapshot], gids: list[str], quant: str,
+                 fmt: str) -> list[str]:
+        """Those of ``gids`` without a stored file of this format and quantization."""
+        with self.db.session_scope(readonly=True) as s:
+            have = store.artifacts_of_candidates(s, [cands[g].id for g in gids], quant=quant,
+                                                 fmt=fmt)
+        return [g for g in gids if cands[g].id not in have]
+
+    def _export_file(self, cand: CandidateSnapshot, gid: str, fmt: str) -> None:
+        """One candidate's deployment file (``fmt`` gguf or pte) into the artifact store, linked
+        to it. Raises ``ExportError`` (``UnsupportedGenome`` included) when it cannot be made."""
+        import torch
+
+        from star.export import ExportError, export_gguf
+        from star.nn import StarModel
+
+        cfg = self.config
+        spec = cfg.deploy_spec(Genome(tuple(cand.genome["genes"])))
+        quant = cfg.pte_quant if fmt == "pte" else cfg.quant.value
+        if fmt == "pte" and (problem := pte_problem(spec, cfg)) is not None:
+            raise ExportError(problem)
+        model = StarModel(spec, device="cpu", dtype=torch.float32, seed=cfg.export_seed)
+        with tempfile.TemporaryDirectory(prefix="star-export-") as tmp:
+            if fmt == "pte":
+                path = export_program(spec, model, Path(tmp), gid, cfg)
+            else:
+                path = export_gguf(spec, model, Path(tmp) / f"{gid[:16]}.gguf", quant=quant,
+                                   name=gid[:12]).path
+            del model
+            with self.db.session_scope() as s:
+                repo.import_artifact(s, self.artifacts, path, quant=quant, format=fmt,
+                                     candidate_id=cand.id)
 
     def settings_for(self, cand: CandidateSnapshot) -> list[bool]:
         """The flash-attention settings to measure: the configured ones, or the first alone for
@@ -244,7 +240,7 @@ class Steps:
             runs = [(cfg.runtime, art, fa) for fa in self.settings_for(cand)]
             cross = cross_arts.get(cand.id)
             if cross is not None and stage is JobStage.SCREEN:  # no flash-attention switch
-                runs.append((cfg.cross_runtime or "", cross, False))
+                runs.append(("executorch", cross, False))
             for device_class in cfg.measured_classes():
                 cls = DeviceClass.parse(device_class)
                 for runtime, artifact, fa in runs:
