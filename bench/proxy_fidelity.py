@@ -143,10 +143,17 @@ def zoo() -> list[Entry]:
 # ---- recipes -------------------------------------------------------------------------------------
 
 
-def _proxy(steps: int, tasks: tuple[str, ...], lr: float = 3e-3) -> ProxyConfig:
+def _proxy(
+    steps: int,
+    tasks: tuple[str, ...],
+    lr: float = 3e-3,
+    parametrization: str = "mup",
+    amp: bool = True,
+) -> ProxyConfig:
     return ProxyConfig.model_validate({
         "tasks": tasks, "scale": 0.1, "steps": steps, "batch_size": 16, "eval_batch_size": 128,
         "lr": lr, "warmup_frac": 0.1, "threads": 1, "device": "cpu",
+        "parametrization": parametrization, "amp": amp,
         "task_params": {t: {"n_test": 128} for t in tasks if t != "text"},
         "text": TextSettings(max_bytes=1 << 20, seq_len=64, max_val_windows=128),
     })
@@ -158,6 +165,12 @@ RECIPES: dict[str, ProxyConfig] = {
     "s40t": _proxy(40, ("text",)),
     "s20t-lr1e-3": _proxy(20, ("text",), lr=1e-3),
     "s20t-lr1e-2": _proxy(20, ("text",), lr=1e-2),
+    # the standard parametrization (one lr, N(0, 0.02) everywhere), the default before muP
+    "s20t-sp": _proxy(20, ("text",), parametrization="standard"),
+    "s40t-sp": _proxy(40, ("text",), parametrization="standard"),
+    "s20ti-sp": _proxy(20, ("text", "in_context_recall"), parametrization="standard"),
+    # fp32 throughout: does bf16 autocast (the default where the CPU has native bf16) rank alike?
+    "s20t-fp32": _proxy(20, ("text",), amp=False),
     "s20ti": _proxy(20, ("text", "in_context_recall")),
     "s20": _proxy(20, ("text", *MAD)),
     "s60": _proxy(60, ("text", *MAD)),
@@ -169,10 +182,15 @@ QUICK_RECIPES = ("s20", "s60")
 
 
 def reference_config(steps: int) -> ProxyConfig:
-    """Text only, 128-token windows, batch 16: ``steps * 2048`` training tokens."""
+    """Text only, 128-token windows, batch 16: ``steps * 2048`` training tokens.
+
+    Trained in the standard parametrization (as HF trains LFM2), not the proxy's muP: the ground
+    truth does not share the choice it judges.
+    """
     return ProxyConfig.model_validate({
         "tasks": ("text",), "scale": 1.0, "steps": steps, "batch_size": 16, "eval_batch_size": 64,
         "lr": 2e-3, "warmup_frac": 0.05, "weight_decay": 0.1, "threads": 1, "device": "cpu",
+        "parametrization": "standard",
         "text": TextSettings(max_bytes=6 << 20, seq_len=128, max_val_windows=256),
     })
 
@@ -393,6 +411,36 @@ def analyse(records: dict[str, dict], entries: list[Entry], recipes: list[str],
           f"Kendall {_fmt(pick[3])})")
 
 
+def agreement(records: dict[str, dict], entries: list[Entry], pairs: list[str]) -> None:
+    """Spearman/Kendall between two recipes' text scores (mean over seeds), for each ``a:b``.
+
+    Answers "does this choice change the ranking?" (bf16 vs fp32, muP vs standard) directly,
+    without going through the reference.
+    """
+    def means(recipe: str) -> dict[str, float]:
+        obj = Objective(recipe, (("text", 1.0),))
+        out: dict[str, float] = {}
+        for e in entries:
+            vals = [objective_score(r, obj)[0] for r in records.values()
+                    if r["kind"] == "proxy" and r["recipe"] == recipe and r["genome"] == e.name]
+            vals = [v for v in vals if math.isfinite(v)]
+            if vals:
+                out[e.name] = statistics.mean(vals)
+        return out
+
+    for pair in pairs:
+        a, _, b = pair.partition(":")
+        ma, mb = means(a), means(b)
+        common = [n for n in ma if n in mb]
+        if len(common) < 4:
+            continue
+        x = np.array([ma[n] for n in common])
+        y = np.array([mb[n] for n in common])
+        print(f"agreement {a} vs {b} ({len(common)} genomes, text loss, mean over seeds): "
+              f"Spearman {spearman(x, y):+.2f}, Kendall {kendall(x, y):+.2f}, "
+              f"mean |diff| {float(np.mean(np.abs(x - y))):.4f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
@@ -408,6 +456,8 @@ def main() -> None:
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--analyse", action="store_true", help="print from --out without training")
+    ap.add_argument("--agree", default="s20t:s20t-fp32,s20t:s20t-sp",
+                    help="recipe pairs a:b whose rankings are compared with each other")
     args = ap.parse_args()
     entries = zoo()
     recipes = [r for r in args.recipes.split(",") if r]
@@ -424,6 +474,8 @@ def main() -> None:
         ap.error(f"unknown recipes {sorted(unknown)}")
     records = load_records(args.out) if args.analyse else run(args, entries, recipes)
     analyse(records, entries, recipes, f"ref{args.ref_steps}", args.boot)
+    print()
+    agreement(records, entries, [p for p in args.agree.split(",") if p])
 
 
 if __name__ == "__main__":

@@ -117,6 +117,10 @@ class ProxyConfig(BaseModel):
     weight_decay: float = Field(default=0.0, ge=0.0)
     betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float = Field(default=1.0, gt=0.0)
+    # "mup": width-aware init and per-matrix Adam learning rates (star/proxy/width.py), so that
+    # candidates whose channel mixers differ in width are compared at a learning rate that suits
+    # each of them; "standard": every matrix N(0, 0.02) at one learning rate, as HF trains LFM2.
+    parametrization: Literal["mup", "standard"] = "mup"
     eval_batch_size: int = Field(default=128, ge=1)
     # Whole-run wall-time budget (all components); each component gets an equal share of what
     # is left. None = steps only.

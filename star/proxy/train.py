@@ -31,6 +31,7 @@ from star.proxy.heads import AutoEncoderHead, HiddenTap, masked_ce
 from star.proxy.result import ProxyResult, TaskMetrics, TextMetrics, aggregate
 from star.proxy.tasks import TaskConfigError, TaskDef, build_task, resolve_task
 from star.proxy.text import CorpusError, build_text
+from star.proxy.width import param_groups, scale_readout_init
 
 CHECK_EVERY = 10  # steps between non-finite checks (a host sync on CUDA)
 LOSS_WINDOW = 10  # steps averaged for train_loss_first / train_loss_last
@@ -146,6 +147,8 @@ class _Component:
 
         self.data, self.config, self.device = data, config, device
         self.model = StarModel(spec, device=device, seed=seed)
+        if config.parametrization == "mup":
+            scale_readout_init(self.model, spec.d_model)
         self.head: AutoEncoderHead | None = None
         self.tap: HiddenTap | None = None
         if data.head == "autoencoder":
@@ -169,13 +172,15 @@ class _Component:
     def train(self, steps: int, seed: int, deadline: float | None) -> _Run:
         cfg = self.config
         params = [p for m in self.modules() for p in m.parameters()]
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
+        groups = param_groups(
+            self.modules(),
+            self.model.spec.d_model,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            width_aware=cfg.parametrization == "mup",
+        )
         opt = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": cfg.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
+            groups,
             lr=cfg.lr,
             betas=cfg.betas,
             # one fused kernel over all parameters instead of a Python loop per tensor: the

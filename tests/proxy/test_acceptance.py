@@ -3,10 +3,16 @@
 - In-context recall: models with attention beat attention-free short-conv models of the same
   size (a kernel-3 conv cannot look a key up further back than 2 tokens).
 - Memorization: wider channel mixers should beat narrower ones (more room for the facts). At the
-  default budget this does NOT hold: a memorization run of a few dozen steps measures how fast a
-  model starts fitting the table, and narrower FFNs start faster (measured: FFN 128 reached 0.99
-  accuracy in 60 steps while FFN 576 was at 0.01-0.12, three seeds). That is why memorization has
-  weight 0 in the default objective; the test stays, strict-xfail, so the day it holds it says so.
+  default budget this does NOT hold, and cannot at MAD's task size: the ordering is about
+  capacity, and 127 single-token facts never fill a d_model-64 model's capacity. Measured (4 conv
+  layers, seq 32): even an FFN of width 8 learns the whole table in 40 steps (0.995 accuracy),
+  and 256 two-token facts (conjunctions, which a linear path cannot store) were learned to the
+  same 0.50-0.54 in 60 steps by FFN 32, 128 and 576. What width decided in the standard
+  parametrization was learning *speed*, the wrong way round (FFN 128 0.99 vs FFN 576 0.05 after
+  40 steps): width-aware (muP) training removed that (1.00 vs 1.00; tests/proxy/test_width.py),
+  and at the default 20 steps both widths stay at chance (0.012 vs 0.019 over 4 seeds, chance
+  0.008). Memorization therefore has weight 0 in the default objective; the test stays,
+  strict-xfail, so the day it holds it says so.
 
 Models: LFM2-350M's operators at the search's default proxy width (d_model 64, byte vocabulary),
 four layers, as ``bench/proxy_fidelity.py`` builds its zoo. Each claim is checked on the mean over
@@ -71,8 +77,8 @@ def test_attention_beats_short_conv_on_in_context_recall_at_the_default_budget()
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="at the default budget memorization ranks learning speed "
-                   "(narrow FFNs first), not capacity: see the module docstring")
+@pytest.mark.xfail(strict=True, reason="at the default budget no model fills its capacity with "
+                   "MAD's 127 facts, so width cannot show: see the module docstring")
 def test_wider_channel_mixers_beat_narrower_on_memorization_at_the_default_budget() -> None:
     narrow = lfm2_variant("CCCC", ffn_dim=2048)  # 128 at d_model 64
     wide = lfm2_variant("CCCC", ffn_dim=9216)  # 576 at d_model 64
