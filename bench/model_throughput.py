@@ -5,7 +5,13 @@ between the models and precisions so that load from other processes hits all ali
 ``fp32`` (both as shipped) and ``bf16`` (torch CPU autocast, as ``train_proxy`` trains on CPUs
 with native bf16 matmul). Prints per-(model, precision) median tokens/s and the ratios ours/HF:
 like for like (fp32/fp32, bf16/bf16) and as the proxy trains vs HF as shipped (ours bf16 / HF
-fp32). Not a test: ``python bench/model_throughput.py [--threads 1] [--reps 15]``.
+fp32). Not a test: ``python bench/model_throughput.py [--preset proxy|wide] [--reps 15]``.
+
+Presets: ``proxy`` (default) is the shape the proxy actually trains: LFM2-350M at the search's
+TINY width (d_model 64, head_dim 16, FFN 288, byte vocabulary), 6 layers, 16 windows of 32 tokens,
+one thread, as each ProxyPool worker runs. ``wide`` is a 4x wider model (d_model 256, head_dim 64,
+FFN 1024, vocabulary 8192, 4 x 256 tokens, torch's default threads) where matrix multiplies
+dominate. Any size flag overrides the preset.
 """
 
 from __future__ import annotations
@@ -23,6 +29,13 @@ import torch.nn.functional as F  # noqa: E402
 from star.export.hf import hf_name_map  # noqa: E402  (the one home of HF names)
 from star.genome.spec import ArchSpec, AttentionSpec, FFNSpec, LayerSpec, Norm, ShortConvSpec  # noqa: E402
 from star.nn import StarModel  # noqa: E402
+
+PRESETS: dict[str, dict[str, int]] = {
+    "proxy": {"d": 64, "layers": 6, "heads": 4, "kv_heads": 2, "ff": 288, "vocab": 256,
+              "seq": 32, "batch": 16, "threads": 1},
+    "wide": {"d": 256, "layers": 8, "heads": 4, "kv_heads": 2, "ff": 1024, "vocab": 8192,
+             "seq": 256, "batch": 4, "threads": 0},
+}
 
 
 def lfm2_layer_types(n_layers: int) -> list[str]:
@@ -85,20 +98,20 @@ def step_seconds(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--d", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=8)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--kv-heads", type=int, default=2)
-    parser.add_argument("--ff", type=int, default=1024)
-    parser.add_argument("--vocab", type=int, default=8192)
-    parser.add_argument("--seq", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=0, help="0 = torch default")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="proxy")
+    for flag in ("d", "layers", "heads", "kv-heads", "ff", "vocab", "seq", "batch"):
+        parser.add_argument(f"--{flag}", type=int, default=None)
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="0 = torch default")
     parser.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
     args = parser.parse_args()
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.threads:
         torch.set_num_threads(args.threads)
     hf, ours = build_pair(args)
@@ -118,8 +131,9 @@ def main() -> None:
     n_tok = args.batch * args.seq
     n_params = sum(p.numel() for p in ours.parameters())
     print(
-        f"config: d={args.d} layers={args.layers} ({lfm2_layer_types(args.layers).count('conv')} "
-        f"conv) heads={args.heads}/{args.kv_heads} ff={args.ff} vocab={args.vocab} "
+        f"preset {args.preset}: d={args.d} layers={args.layers} "
+        f"({lfm2_layer_types(args.layers).count('conv')} conv) heads={args.heads}/{args.kv_heads} "
+        f"ff={args.ff} vocab={args.vocab} "
         f"seq={args.seq} batch={args.batch} params={n_params:,} threads={torch.get_num_threads()}"
         f" reps={args.reps} (interleaved)"
     )
