@@ -171,6 +171,11 @@ RECIPES: dict[str, ProxyConfig] = {
     "s20ti-sp": _proxy(20, ("text", "in_context_recall"), parametrization="standard"),
     # fp32 throughout: does bf16 autocast (the default where the CPU has native bf16) rank alike?
     "s20t-fp32": _proxy(20, ("text",), amp=False),
+    # the other knobs of the recipe: half the batch, 64-token windows (scale 1.0 keeps the text's
+    # window and its 1 MiB), and twice the width (RECIPE_SCALES)
+    "s20t-b8": _proxy(20, ("text",)).model_copy(update={"batch_size": 8}),
+    "s20t-seq64": _proxy(20, ("text",)).model_copy(update={"scale": 1.0}),
+    "s20t-w128": _proxy(20, ("text",)),
     "s20ti": _proxy(20, ("text", "in_context_recall")),
     "s20": _proxy(20, ("text", *MAD)),
     "s60": _proxy(60, ("text", *MAD)),
@@ -179,6 +184,10 @@ RECIPES: dict[str, ProxyConfig] = {
     "s150": _proxy(150, ("text", "in_context_recall")),
 }
 QUICK_RECIPES = ("s20", "s60")
+# Recipes trained at another width than PROXY_SCALE
+RECIPE_SCALES: dict[str, Scale] = {
+    "s20t-w128": replace(PROXY_SCALE, d_model=128, head_dim=32),
+}
 
 
 def reference_config(steps: int) -> ProxyConfig:
@@ -223,7 +232,8 @@ def run(args: argparse.Namespace, entries: list[Entry], recipes: list[str]) -> d
         for e in entries:
             if seed < args.proxy_seeds:
                 for r in recipes:
-                    todo.append(("proxy", r, e, seed, RECIPES[r], scale_spec(e.spec, PROXY_SCALE)))
+                    width = RECIPE_SCALES.get(r, PROXY_SCALE)
+                    todo.append(("proxy", r, e, seed, RECIPES[r], scale_spec(e.spec, width)))
             if seed < args.ref_seeds:
                 todo.append(("ref", f"ref{args.ref_steps}", e, seed, ref_cfg,
                              scale_spec(e.spec, REF_SCALE)))
@@ -351,7 +361,8 @@ def analyse(records: dict[str, dict], entries: list[Entry], recipes: list[str],
               f"{spearman(a, b):+.2f}, Kendall {kendall(a, b):+.2f} over {len(multi)} genomes")
 
     defaults = ProxyConfig(device="cpu", threads=1).model_dump()
-    same = [r for r in recipes if RECIPES[r].model_dump(exclude={"task_params"}) == {
+    same = [r for r in recipes if r not in RECIPE_SCALES and RECIPES[r].model_dump(
+        exclude={"task_params"}) == {
         k: v for k, v in defaults.items() if k != "task_params"}]
     print(f"recipes equal to the ProxyConfig defaults: {same or 'none'}")
     families = sorted({fam[n] for n in names})
