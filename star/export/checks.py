@@ -203,14 +203,15 @@ def _check_lfm2(spec: ArchSpec, target: str) -> None:
     _check_swiglu(spec, list(spec.layers), target)
 
 
-def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
-    _check_lfm2_family(spec, target)
+def _dense_then_moe(spec: ArchSpec, target: str) -> list[tuple[LayerSpec, MoESpec]]:
+    """The MoE layers of an lfm2moe stack, after checking its layout: SwiGLU layers first, then
+    MoE in every layer (llama.cpp and transformers both take ``n_dense`` leading dense layers)."""
     n_dense = 0
     while n_dense < spec.n_layers and not isinstance(spec.layers[n_dense].channel, MoESpec):
         n_dense += 1
     _check_swiglu(spec, list(spec.layers[:n_dense]), target)
-    moe_layers = list(spec.layers[n_dense:])
-    for layer in moe_layers:
+    moe_layers = []
+    for layer in spec.layers[n_dense:]:
         c = layer.channel
         if not isinstance(c, MoESpec):
             raise _fail(
@@ -220,6 +221,14 @@ def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
                 f"(layer {n_dense})",
                 target,
             )
+        moe_layers.append((layer, c))
+    return moe_layers
+
+
+def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
+    _check_lfm2_family(spec, target)
+    moe_layers = _dense_then_moe(spec, target)
+    for layer, c in moe_layers:
         if c.routing != Routing.SIGMOID:
             raise _fail(
                 layer,
@@ -235,7 +244,8 @@ def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
         c = _moe(la)
         return (c.n_experts, c.top_k, c.expert_dim)
 
-    _uniform(spec, moe_layers, shape, "MoE shape (experts, top_k, expert width)", "moe", target)
+    what = "MoE shape (experts, top_k, expert width)"
+    _uniform(spec, [la for la, _ in moe_layers], shape, what, "moe", target)
 
 
 def _check_pure_attention(spec: ArchSpec, target: str) -> None:

@@ -32,6 +32,7 @@ from star.export.checks import (
     _check_attention,
     _check_ssm,
     _check_swiglu,
+    _dense_then_moe,
     _fail,
     _uniform,
     channel_name,
@@ -127,21 +128,8 @@ def _check_lfm2(spec: ArchSpec, target: str) -> None:
 
 def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
     _check_lfm2_mixers(spec, target)
-    n_dense = 0
-    while n_dense < spec.n_layers and not isinstance(spec.layers[n_dense].channel, MoESpec):
-        n_dense += 1
-    _check_swiglu(spec, list(spec.layers[:n_dense]), target)
-    moe_layers = list(spec.layers[n_dense:])
-    for layer in moe_layers:
-        c = layer.channel
-        if not isinstance(c, MoESpec):
-            raise _fail(
-                layer,
-                channel_name(layer),
-                f"{target}: dense SwiGLU layers must all come before the first MoE layer "
-                f"(layer {n_dense})",
-                target,
-            )
+    moe_layers = _dense_then_moe(spec, target)
+    for layer, c in moe_layers:
         if c.routing != Routing.SIGMOID:
             raise _fail(
                 layer, "moe", f"{target} routes with sigmoid, not {c.routing.value}", target
@@ -153,7 +141,7 @@ def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
         return (c.n_experts, c.top_k, c.expert_dim, c.expert_bias)
 
     what = "MoE shape (experts, top_k, expert width, selection bias)"
-    _uniform(spec, moe_layers, shape, what, "moe", target)
+    _uniform(spec, [la for la, _ in moe_layers], shape, what, "moe", target)
 
 
 def _check_pure_attention(spec: ArchSpec, target: str) -> None:
