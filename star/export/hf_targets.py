@@ -28,21 +28,21 @@ One known inexactness: Lfm2Moe divides the chosen experts' sigmoid weights by (s
 
 from __future__ import annotations
 
+from star.export import checks
 from star.export.checks import (
     _check_attention,
     _check_ssm,
     _check_swiglu,
     _dense_then_moe,
     _fail,
+    _only_mixers,
     _uniform,
-    channel_name,
 )
 from star.export.hf_names import HF_ARCHS, HfArch
 from star.export.targets import select_family
 from star.genome.spec import (
     ArchSpec,
     AttentionSpec,
-    ChannelMixer,
     FFNSpec,
     LayerSpec,
     MoESpec,
@@ -74,12 +74,6 @@ def _kernel(layer: LayerSpec) -> int:
 def _ffn_dim(layer: LayerSpec) -> int:
     assert isinstance(layer.channel, FFNSpec)
     return layer.channel.ffn_dim
-
-
-def _only_mixers(spec: ArchSpec, allowed: tuple[type, ...], what: str, target: str) -> None:
-    for layer in spec.layers:
-        if not isinstance(layer.mixer, allowed):
-            raise _fail(layer, layer.mixer.kind.value, f"{target} runs only {what}", target)
 
 
 def _check_expand(spec: ArchSpec, ssms: list[LayerSpec], target: str) -> None:
@@ -155,11 +149,7 @@ def _check_pure_attention(spec: ArchSpec, target: str) -> None:
 
 
 def _check_mamba2(spec: ArchSpec, target: str) -> None:
-    _only_mixers(spec, (SSMSpec,), "Mamba-2", target)
-    for layer in spec.layers:
-        if layer.channel is not None:
-            raise _fail(layer, channel_name(layer), f"{target} layers have no FFN", target)
-    _check_ssm(spec, list(spec.layers), target)
+    checks.CHECKS["mamba2"](spec, target)
     _check_expand(spec, list(spec.layers), target)
 
 
@@ -177,24 +167,9 @@ def _check_granitehybrid(spec: ArchSpec, target: str) -> None:
 
 
 def _check_nemotron_h(spec: ArchSpec, target: str) -> None:
-    for layer in spec.layers:
-        if isinstance(layer.mixer, AttentionSpec):
-            raise _fail(
-                layer,
-                layer.mixer.kind.value,
-                f"{target} attention has no positional encoding; ours applies RoPE",
-                target,
-            )
-    _only_mixers(spec, (SSMSpec,), "Mamba-2 (and MLP blocks)", target)
+    checks.CHECKS["nemotron_h"](spec, target)
     mlps = [la for la in spec.layers if la.channel is not None]
-    for layer in mlps:
-        c = layer.channel
-        if not (isinstance(c, FFNSpec) and c.kind == ChannelMixer.MLP):
-            raise _fail(
-                layer, channel_name(layer), f"{target} FFNs are ungated squared-ReLU MLPs", target
-            )
     _uniform(spec, mlps, _ffn_dim, "MLP width", "mlp", target)
-    _check_ssm(spec, list(spec.layers), target)
 
 
 _CHECKS = {
