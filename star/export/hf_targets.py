@@ -33,8 +33,11 @@ from star.export.checks import (
     _check_attention,
     _check_ssm,
     _check_swiglu,
+    _conv,
     _dense_then_moe,
     _fail,
+    _ffn,
+    _moe,
     _only_mixers,
     _uniform,
 )
@@ -43,9 +46,7 @@ from star.export.targets import select_family
 from star.genome.spec import (
     ArchSpec,
     AttentionSpec,
-    FFNSpec,
     LayerSpec,
-    MoESpec,
     Routing,
     ShortConvSpec,
     SSMSpec,
@@ -64,16 +65,6 @@ def select_hf_arch(spec: ArchSpec) -> HfArch:
     """Pick the family by the GGUF targets' rule (``select_family``); the per-family check
     comes after."""
     return HF_ARCHS[select_family(spec, "transformers causal LM")]
-
-
-def _kernel(layer: LayerSpec) -> int:
-    assert isinstance(layer.mixer, ShortConvSpec)
-    return layer.mixer.kernel
-
-
-def _ffn_dim(layer: LayerSpec) -> int:
-    assert isinstance(layer.channel, FFNSpec)
-    return layer.channel.ffn_dim
 
 
 def _check_expand(spec: ArchSpec, ssms: list[LayerSpec], target: str) -> None:
@@ -106,8 +97,8 @@ def _check_lfm2_mixers(spec: ArchSpec, target: str) -> None:
     _only_mixers(spec, (ShortConvSpec, AttentionSpec), "short conv and attention", target)
     _need_attention(spec, "shortconv", target)
     convs = spec.layers_of(TokenMixer.SHORTCONV)
-    _uniform(spec, convs, _kernel, "short-conv kernel", "shortconv", target)
-    if convs and _kernel(convs[0]) < 2:
+    _uniform(spec, convs, lambda la: _conv(la).kernel, "short-conv kernel", "shortconv", target)
+    if convs and _conv(convs[0]).kernel < 2:
         raise _fail(convs[0], "shortconv", "the conv kernel must be >= 2", target)
     _check_attention(
         spec, spec.attention_layers, target,
@@ -130,8 +121,7 @@ def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
             )
 
     def shape(la: LayerSpec) -> tuple[object, ...]:
-        c = la.channel
-        assert isinstance(c, MoESpec)
+        c = _moe(la)
         return (c.n_experts, c.top_k, c.expert_dim, c.expert_bias)
 
     what = "MoE shape (experts, top_k, expert width, selection bias)"
@@ -169,7 +159,7 @@ def _check_granitehybrid(spec: ArchSpec, target: str) -> None:
 def _check_nemotron_h(spec: ArchSpec, target: str) -> None:
     checks.CHECKS["nemotron_h"](spec, target)
     mlps = [la for la in spec.layers if la.channel is not None]
-    _uniform(spec, mlps, _ffn_dim, "MLP width", "mlp", target)
+    _uniform(spec, mlps, lambda la: _ffn(la).ffn_dim, "MLP width", "mlp", target)
 
 
 _CHECKS = {
