@@ -291,6 +291,10 @@ class ProcessServer:
         wait_up(self.url, proc=self.proc)
         return self
 
+    def admin(self, timeout_s: float) -> httpx.Client:
+        """A client of this server with the admin token (the caller closes it)."""
+        return httpx.Client(base_url=self.url, headers=admin_headers(), timeout=timeout_s)
+
     def kill(self) -> None:
         """SIGKILL to the server and every process it started."""
         if self.proc is not None and self.proc.poll() is None:
@@ -305,6 +309,14 @@ class ProcessServer:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def coordinator_process(tmp_path: Path, **server: Any) -> tuple[Database, ProcessServer]:
+    """A migrated SQLite database under ``tmp_path`` and the coordinator process serving it with
+    ``make_settings(tmp_path, url, **server)``, started (the caller stops it)."""
+    url = database_url("sqlite", tmp_path)
+    db = migrated_database(url)
+    return db, ProcessServer(settings_env(make_settings(tmp_path, url, **server))).start()
 
 
 def settings_env(settings: LabSettings) -> dict[str, str]:
