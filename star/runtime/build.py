@@ -24,7 +24,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -267,11 +267,12 @@ def _run_logged(cmd: list[str], logfile: Path, *, log: bool) -> None:
         raise RuntimeBuildError(f"{cmd[0]} failed (exit {code}); log: {logfile}\n{tail}")
 
 
-def _build(directory: Path, *, jobs: int, log: bool) -> RuntimeInfo:
-    for tool in ("cmake", "c++"):
-        if shutil.which(tool) is None:
-            raise RuntimeBuildError(f"{tool} not found: apt-get install -y cmake g++ ninja-build")
-    started = time.monotonic()
+def cmake_build(
+    directory: Path, flags: Sequence[str], targets: Sequence[str], *, jobs: int, log: bool
+) -> tuple[str, Path]:
+    """Compile ``targets`` of the pinned llama.cpp with ``flags`` in a fresh ``directory`` (the
+    sdist under src/, cmake's tree under build/, its output in build.log): the one recipe of the
+    x86 and phone builds. Returns the verified commit and the build folder."""
     sdist = fetch_sdist()
     if directory.exists():
         shutil.rmtree(directory)  # a half-finished build from a killed process
@@ -282,11 +283,20 @@ def _build(directory: Path, *, jobs: int, log: bool) -> RuntimeInfo:
     build = directory / "build"
     logfile = directory / "build.log"
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    cmake_args = [*BUILD_FLAGS, f"-DLLAMA_BUILD_COMMIT={commit}", "-DLLAMA_BUILD_NUMBER=0"]
+    cmake_args = [*flags, f"-DLLAMA_BUILD_COMMIT={commit}", "-DLLAMA_BUILD_NUMBER=0"]
     _run_logged(["cmake", "-S", str(source), "-B", str(build), *generator, *cmake_args],
                 logfile, log=log)
     _run_logged(["cmake", "--build", str(build), "--config", "Release", "-j", str(jobs),
-                 "--target", *TARGETS], logfile, log=log)
+                 "--target", *targets], logfile, log=log)
+    return commit, build
+
+
+def _build(directory: Path, *, jobs: int, log: bool) -> RuntimeInfo:
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            raise RuntimeBuildError(f"{tool} not found: apt-get install -y cmake g++ ninja-build")
+    started = time.monotonic()
+    commit, build = cmake_build(directory, BUILD_FLAGS, TARGETS, jobs=jobs, log=log)
     bin_dir = build / "bin"
     completion = bin_dir / "llama-completion"
     info = RuntimeInfo(

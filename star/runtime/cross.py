@@ -34,13 +34,10 @@ from star.runtime.build import (
     LLAMA_CPP_PYTHON_VERSION,
     SDIST_SHA256,
     RuntimeBuildError,
-    _extract,
-    _run_logged,
     build_once,
     cache_root,
-    checked_commit,
+    cmake_build,
     compiler_version,
-    fetch_sdist,
     read_marker_info,
     write_marker,
 )
@@ -173,22 +170,8 @@ def _cross_build(target: str, directory: Path, *, jobs: int, log: bool) -> Phone
                 f"{tool} not found: apt-get install -y cmake crossbuild-essential-arm64"
             )
     started = time.monotonic()
-    sdist = fetch_sdist()
-    if directory.exists():
-        shutil.rmtree(directory)  # a half-finished build from a killed process
-    directory.mkdir(parents=True)
-    src_root = _extract(sdist, directory / "src")
-    commit = checked_commit(src_root)
-    build = directory / "build"
-    logfile = directory / "build.log"
-    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     flags = build_flags(target)
-    cmake_args = [*flags, f"-DLLAMA_BUILD_COMMIT={commit}", "-DLLAMA_BUILD_NUMBER=0"]
-    source = src_root / "vendor" / "llama.cpp"
-    _run_logged(["cmake", "-S", str(source), "-B", str(build), *generator, *cmake_args],
-                logfile, log=log)  # fmt: skip
-    _run_logged(["cmake", "--build", str(build), "--config", "Release", "-j", str(jobs),
-                 "--target", *BUILD_TARGETS], logfile, log=log)  # fmt: skip
+    commit, build = cmake_build(directory, flags, BUILD_TARGETS, jobs=jobs, log=log)
     bench = build / "bin" / "llama-bench"
     check_aarch64_static(bench)
     if commit != "unknown" and commit.encode() not in bench.read_bytes():
