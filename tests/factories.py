@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -236,15 +236,14 @@ def wait_up(base_url: str, timeout_s: float = 30.0, proc: subprocess.Popen | Non
     wait_for(f"the coordinator at {base_url} to come up", healthy, timeout_s)
 
 
-class ThreadServer:
-    """uvicorn serving ``create_app(settings)`` in a thread, on a free loopback port."""
+class AppThread:
+    """uvicorn serving an ASGI ``app`` in a thread, on a free loopback port; entering starts it
+    and waits for its /healthz, leaving stops it."""
 
-    def __init__(self, settings: LabSettings) -> None:
+    def __init__(self, app: Any) -> None:
         import uvicorn
 
-        from star.lab import create_app
-
-        self.app = create_app(settings)
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -253,7 +252,7 @@ class ThreadServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> ThreadServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         wait_up(self.url)
         return self
@@ -261,6 +260,15 @@ class ThreadServer:
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+
+
+class ThreadServer(AppThread):
+    """The coordinator, ``create_app(settings)``, served in a thread."""
+
+    def __init__(self, settings: LabSettings) -> None:
+        from star.lab import create_app
+
+        super().__init__(create_app(settings))
 
 
 class ProcessServer:
@@ -283,6 +291,10 @@ class ProcessServer:
         wait_up(self.url, proc=self.proc)
         return self
 
+    def admin(self, timeout_s: float) -> httpx.Client:
+        """A client of this server with the admin token (the caller closes it)."""
+        return httpx.Client(base_url=self.url, headers=admin_headers(), timeout=timeout_s)
+
     def kill(self) -> None:
         """SIGKILL to the server and every process it started."""
         if self.proc is not None and self.proc.poll() is None:
@@ -297,6 +309,14 @@ class ProcessServer:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def coordinator_process(tmp_path: Path, **server: Any) -> tuple[Database, ProcessServer]:
+    """A migrated SQLite database under ``tmp_path`` and the coordinator process serving it with
+    ``make_settings(tmp_path, url, **server)``, started (the caller stops it)."""
+    url = database_url("sqlite", tmp_path)
+    db = migrated_database(url)
+    return db, ProcessServer(settings_env(make_settings(tmp_path, url, **server))).start()
 
 
 def settings_env(settings: LabSettings) -> dict[str, str]:

@@ -84,6 +84,12 @@ def _uniform(
             )
 
 
+def _only_mixers(spec: ArchSpec, allowed: tuple[type, ...], what: str, target: str) -> None:
+    for layer in spec.layers:
+        if not isinstance(layer.mixer, allowed):
+            raise _fail(layer, layer.mixer.kind.value, f"{target} runs only {what}", target)
+
+
 # Where a channel mixer that the chosen target refuses could run instead.
 _CHANNEL_HINT = {
     "mlp": " (squared-ReLU MLPs run only in nemotron_h: Mamba-2 stacks without attention)",
@@ -171,14 +177,7 @@ def _check_ssm(spec: ArchSpec, layers: list[LayerSpec], target: str) -> None:
 
 
 def _check_lfm2_family(spec: ArchSpec, target: str) -> None:
-    for layer in spec.layers:
-        if not isinstance(layer.mixer, ShortConvSpec | AttentionSpec):
-            raise _fail(
-                layer,
-                layer.mixer.kind.value,
-                f"{target} runs only short conv and attention",
-                target,
-            )
+    _only_mixers(spec, (ShortConvSpec, AttentionSpec), "short conv and attention", target)
     convs = spec.layers_of(TokenMixer.SHORTCONV)
     attns = spec.attention_layers
     if not convs or not attns:
@@ -203,14 +202,15 @@ def _check_lfm2(spec: ArchSpec, target: str) -> None:
     _check_swiglu(spec, list(spec.layers), target)
 
 
-def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
-    _check_lfm2_family(spec, target)
+def _dense_then_moe(spec: ArchSpec, target: str) -> list[tuple[LayerSpec, MoESpec]]:
+    """The MoE layers of an lfm2moe stack, after checking its layout: SwiGLU layers first, then
+    MoE in every layer (llama.cpp and transformers both take ``n_dense`` leading dense layers)."""
     n_dense = 0
     while n_dense < spec.n_layers and not isinstance(spec.layers[n_dense].channel, MoESpec):
         n_dense += 1
     _check_swiglu(spec, list(spec.layers[:n_dense]), target)
-    moe_layers = list(spec.layers[n_dense:])
-    for layer in moe_layers:
+    moe_layers = []
+    for layer in spec.layers[n_dense:]:
         c = layer.channel
         if not isinstance(c, MoESpec):
             raise _fail(
@@ -220,6 +220,14 @@ def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
                 f"(layer {n_dense})",
                 target,
             )
+        moe_layers.append((layer, c))
+    return moe_layers
+
+
+def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
+    _check_lfm2_family(spec, target)
+    moe_layers = _dense_then_moe(spec, target)
+    for layer, c in moe_layers:
         if c.routing != Routing.SIGMOID:
             raise _fail(
                 layer,
@@ -235,13 +243,12 @@ def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
         c = _moe(la)
         return (c.n_experts, c.top_k, c.expert_dim)
 
-    _uniform(spec, moe_layers, shape, "MoE shape (experts, top_k, expert width)", "moe", target)
+    what = "MoE shape (experts, top_k, expert width)"
+    _uniform(spec, [la for la, _ in moe_layers], shape, what, "moe", target)
 
 
 def _check_pure_attention(spec: ArchSpec, target: str) -> None:
-    for layer in spec.layers:
-        if not isinstance(layer.mixer, AttentionSpec):
-            raise _fail(layer, layer.mixer.kind.value, f"{target} runs only attention", target)
+    _only_mixers(spec, (AttentionSpec,), "attention", target)
     _check_attention(
         spec,
         list(spec.layers),
@@ -255,20 +262,15 @@ def _check_pure_attention(spec: ArchSpec, target: str) -> None:
 
 
 def _check_mamba2(spec: ArchSpec, target: str) -> None:
+    _only_mixers(spec, (SSMSpec,), "Mamba-2", target)
     for layer in spec.layers:
-        if not isinstance(layer.mixer, SSMSpec):
-            raise _fail(layer, layer.mixer.kind.value, f"{target} runs only Mamba-2", target)
         if layer.channel is not None:
             raise _fail(layer, channel_name(layer), f"{target} layers have no FFN", target)
     _check_ssm(spec, list(spec.layers), target)
 
 
 def _check_granitehybrid(spec: ArchSpec, target: str) -> None:
-    for layer in spec.layers:
-        if not isinstance(layer.mixer, SSMSpec | AttentionSpec):
-            raise _fail(
-                layer, layer.mixer.kind.value, f"{target} runs only Mamba-2 and attention", target
-            )
+    _only_mixers(spec, (SSMSpec, AttentionSpec), "Mamba-2 and attention", target)
     _check_swiglu(spec, list(spec.layers), target)
     if not spec.attention_layers:
         raise _fail(
@@ -300,6 +302,8 @@ def _check_granitehybrid(spec: ArchSpec, target: str) -> None:
 
 
 def _check_nemotron_h(spec: ArchSpec, target: str) -> None:
+    """Mamba-2 layers, each followed by a squared-ReLU MLP or by nothing (GGUF and transformers:
+    the Hugging Face check adds its one-MLP-width rule)."""
     for layer in spec.layers:
         if isinstance(layer.mixer, AttentionSpec):
             raise _fail(

@@ -35,7 +35,12 @@ from star.export.hf_safetensors import StTensor, read_header, write_safetensors
 from star.export.hf_targets import check_hf_exportable
 from star.export.hf_tokenizer import TOKENIZER_FILES, tokenizer_files, tokenizer_kind
 from star.export.names import NULL_ATTENTION_HEAD_DIM
-from star.export.tensors import channel_component, mixer_component, to_numpy_state
+from star.export.tensors import (
+    channel_component,
+    mixer_component,
+    state_of,
+    to_numpy_state,
+)
 from star.genome.spec import ArchSpec, AttentionSpec, LayerSpec, MoESpec
 
 WEIGHTS_FILE = "model.safetensors"
@@ -89,14 +94,6 @@ class HfExportResult:
             "n_tensors": self.n_tensors, "n_params": self.n_params, "dtype": self.dtype,
             "size_bytes": self.size_bytes, "sha256": self.sha256, "tokenizer": self.tokenizer,
         }  # fmt: skip
-
-
-def _state_of(weights: Any) -> Mapping[str, Any]:
-    if hasattr(weights, "state_dict") and callable(weights.state_dict):
-        return weights.state_dict()
-    if isinstance(weights, Mapping):
-        return weights
-    raise TypeError(f"weights must be a torch module or a state dict, got {type(weights).__name__}")
 
 
 def check_state_shapes(spec: ArchSpec, state: Mapping[str, Any]) -> None:
@@ -260,7 +257,7 @@ def plan_hf_export(spec: ArchSpec, weights: Any, *, dtype: str = "f32") -> HfPla
     if dtype not in HF_DTYPES:
         raise ExportValidationError("dtype", f"{dtype!r} is not one of {', '.join(HF_DTYPES)}")
     arch = check_hf_exportable(spec)
-    state = _state_of(weights)
+    state = state_of(weights)
     check_state_shapes(spec, state)
     return HfPlan(
         arch=arch,

@@ -133,13 +133,20 @@ def _lfm2(spec: ArchSpec, arch: HfArch) -> dict[str, Any]:
     return out
 
 
-def _qwen3(spec: ArchSpec, arch: HfArch) -> dict[str, Any]:
+def _transformer(spec: ArchSpec) -> dict[str, Any]:
+    """What Qwen3 and Llama configs share: an attention-only stack of SwiGLU layers."""
     return {
         **_attention_fields(spec),
         "intermediate_size": _ffn_width(spec),
         "hidden_act": "silu",
         "rms_norm_eps": spec.norm_eps,
         "attention_bias": False,
+    }
+
+
+def _qwen3(spec: ArchSpec, arch: HfArch) -> dict[str, Any]:
+    return {
+        **_transformer(spec),
         "use_sliding_window": False,
         "sliding_window": None,
         "max_window_layers": spec.n_layers,
@@ -150,11 +157,7 @@ def _qwen3(spec: ArchSpec, arch: HfArch) -> dict[str, Any]:
 
 def _llama(spec: ArchSpec, arch: HfArch) -> dict[str, Any]:
     return {
-        **_attention_fields(spec),
-        "intermediate_size": _ffn_width(spec),
-        "hidden_act": "silu",
-        "rms_norm_eps": spec.norm_eps,
-        "attention_bias": False,
+        **_transformer(spec),
         "mlp_bias": False,
         "pretraining_tp": 1,
         **_rope(spec),

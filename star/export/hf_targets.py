@@ -28,23 +28,25 @@ One known inexactness: Lfm2Moe divides the chosen experts' sigmoid weights by (s
 
 from __future__ import annotations
 
+from star.export import checks
 from star.export.checks import (
     _check_attention,
     _check_ssm,
     _check_swiglu,
+    _conv,
+    _dense_then_moe,
     _fail,
+    _ffn,
+    _moe,
+    _only_mixers,
     _uniform,
-    channel_name,
 )
 from star.export.hf_names import HF_ARCHS, HfArch
 from star.export.targets import select_family
 from star.genome.spec import (
     ArchSpec,
     AttentionSpec,
-    ChannelMixer,
-    FFNSpec,
     LayerSpec,
-    MoESpec,
     Routing,
     ShortConvSpec,
     SSMSpec,
@@ -63,22 +65,6 @@ def select_hf_arch(spec: ArchSpec) -> HfArch:
     """Pick the family by the GGUF targets' rule (``select_family``); the per-family check
     comes after."""
     return HF_ARCHS[select_family(spec, "transformers causal LM")]
-
-
-def _kernel(layer: LayerSpec) -> int:
-    assert isinstance(layer.mixer, ShortConvSpec)
-    return layer.mixer.kernel
-
-
-def _ffn_dim(layer: LayerSpec) -> int:
-    assert isinstance(layer.channel, FFNSpec)
-    return layer.channel.ffn_dim
-
-
-def _only_mixers(spec: ArchSpec, allowed: tuple[type, ...], what: str, target: str) -> None:
-    for layer in spec.layers:
-        if not isinstance(layer.mixer, allowed):
-            raise _fail(layer, layer.mixer.kind.value, f"{target} runs only {what}", target)
 
 
 def _check_expand(spec: ArchSpec, ssms: list[LayerSpec], target: str) -> None:
@@ -111,8 +97,8 @@ def _check_lfm2_mixers(spec: ArchSpec, target: str) -> None:
     _only_mixers(spec, (ShortConvSpec, AttentionSpec), "short conv and attention", target)
     _need_attention(spec, "shortconv", target)
     convs = spec.layers_of(TokenMixer.SHORTCONV)
-    _uniform(spec, convs, _kernel, "short-conv kernel", "shortconv", target)
-    if convs and _kernel(convs[0]) < 2:
+    _uniform(spec, convs, lambda la: _conv(la).kernel, "short-conv kernel", "shortconv", target)
+    if convs and _conv(convs[0]).kernel < 2:
         raise _fail(convs[0], "shortconv", "the conv kernel must be >= 2", target)
     _check_attention(
         spec, spec.attention_layers, target,
@@ -127,33 +113,19 @@ def _check_lfm2(spec: ArchSpec, target: str) -> None:
 
 def _check_lfm2moe(spec: ArchSpec, target: str) -> None:
     _check_lfm2_mixers(spec, target)
-    n_dense = 0
-    while n_dense < spec.n_layers and not isinstance(spec.layers[n_dense].channel, MoESpec):
-        n_dense += 1
-    _check_swiglu(spec, list(spec.layers[:n_dense]), target)
-    moe_layers = list(spec.layers[n_dense:])
-    for layer in moe_layers:
-        c = layer.channel
-        if not isinstance(c, MoESpec):
-            raise _fail(
-                layer,
-                channel_name(layer),
-                f"{target}: dense SwiGLU layers must all come before the first MoE layer "
-                f"(layer {n_dense})",
-                target,
-            )
+    moe_layers = _dense_then_moe(spec, target)
+    for layer, c in moe_layers:
         if c.routing != Routing.SIGMOID:
             raise _fail(
                 layer, "moe", f"{target} routes with sigmoid, not {c.routing.value}", target
             )
 
     def shape(la: LayerSpec) -> tuple[object, ...]:
-        c = la.channel
-        assert isinstance(c, MoESpec)
+        c = _moe(la)
         return (c.n_experts, c.top_k, c.expert_dim, c.expert_bias)
 
     what = "MoE shape (experts, top_k, expert width, selection bias)"
-    _uniform(spec, moe_layers, shape, what, "moe", target)
+    _uniform(spec, [la for la, _ in moe_layers], shape, what, "moe", target)
 
 
 def _check_pure_attention(spec: ArchSpec, target: str) -> None:
@@ -167,11 +139,7 @@ def _check_pure_attention(spec: ArchSpec, target: str) -> None:
 
 
 def _check_mamba2(spec: ArchSpec, target: str) -> None:
-    _only_mixers(spec, (SSMSpec,), "Mamba-2", target)
-    for layer in spec.layers:
-        if layer.channel is not None:
-            raise _fail(layer, channel_name(layer), f"{target} layers have no FFN", target)
-    _check_ssm(spec, list(spec.layers), target)
+    checks.CHECKS["mamba2"](spec, target)
     _check_expand(spec, list(spec.layers), target)
 
 
@@ -189,24 +157,9 @@ def _check_granitehybrid(spec: ArchSpec, target: str) -> None:
 
 
 def _check_nemotron_h(spec: ArchSpec, target: str) -> None:
-    for layer in spec.layers:
-        if isinstance(layer.mixer, AttentionSpec):
-            raise _fail(
-                layer,
-                layer.mixer.kind.value,
-                f"{target} attention has no positional encoding; ours applies RoPE",
-                target,
-            )
-    _only_mixers(spec, (SSMSpec,), "Mamba-2 (and MLP blocks)", target)
+    checks.CHECKS["nemotron_h"](spec, target)
     mlps = [la for la in spec.layers if la.channel is not None]
-    for layer in mlps:
-        c = layer.channel
-        if not (isinstance(c, FFNSpec) and c.kind == ChannelMixer.MLP):
-            raise _fail(
-                layer, channel_name(layer), f"{target} FFNs are ungated squared-ReLU MLPs", target
-            )
-    _uniform(spec, mlps, _ffn_dim, "MLP width", "mlp", target)
-    _check_ssm(spec, list(spec.layers), target)
+    _uniform(spec, mlps, lambda la: _ffn(la).ffn_dim, "MLP width", "mlp", target)
 
 
 _CHECKS = {

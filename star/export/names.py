@@ -57,6 +57,8 @@ _EMBED = TensorRule("embed.weight", TOKEN_EMBD)
 _HEAD = TensorRule("lm_head.weight", OUTPUT)  # only when untied
 _MIXER_NORM = (TensorRule("weight", _tn(T.ATTN_NORM)),)
 _FFN_NORM = (TensorRule("weight", _tn(T.FFN_NORM)),)
+# embedding, final norm (GGUF output_norm in every family but lfm2), untied head
+_MODEL = (_EMBED, TensorRule("final_norm.weight", _tn(T.OUTPUT_NORM)), _HEAD)
 
 
 def _attention(*, permute: bool, qk_norm: bool) -> tuple[TensorRule, ...]:
@@ -118,26 +120,26 @@ TENSOR_TABLE: dict[str, dict[str, tuple[TensorRule, ...]]] = {
         "swiglu": _SWIGLU,
     },
     "qwen3": {
-        "model": (_EMBED, TensorRule("final_norm.weight", _tn(T.OUTPUT_NORM)), _HEAD),
+        "model": _MODEL,
         "mixer_norm": _MIXER_NORM,
         "ffn_norm": _FFN_NORM,
         "attention": _attention(permute=False, qk_norm=True),
         "swiglu": _SWIGLU,
     },
     "llama": {
-        "model": (_EMBED, TensorRule("final_norm.weight", _tn(T.OUTPUT_NORM)), _HEAD),
+        "model": _MODEL,
         "mixer_norm": _MIXER_NORM,
         "ffn_norm": _FFN_NORM,
         "attention": _attention(permute=True, qk_norm=False),  # llama RoPE is interleaved
         "swiglu": _SWIGLU,
     },
     "mamba2": {
-        "model": (_EMBED, TensorRule("final_norm.weight", _tn(T.OUTPUT_NORM)), _HEAD),
+        "model": _MODEL,
         "mixer_norm": _MIXER_NORM,
         "ssm": _SSM,
     },
     "granitehybrid": {
-        "model": (_EMBED, TensorRule("final_norm.weight", _tn(T.OUTPUT_NORM)), _HEAD),
+        "model": _MODEL,
         "mixer_norm": _MIXER_NORM,
         "ffn_norm": _FFN_NORM,
         "attention": _attention(permute=True, qk_norm=False),  # granite RoPE is interleaved
@@ -145,7 +147,7 @@ TENSOR_TABLE: dict[str, dict[str, tuple[TensorRule, ...]]] = {
         "swiglu": _SWIGLU,
     },
     "nemotron_h": {
-        "model": (_EMBED, TensorRule("final_norm.weight", _tn(T.OUTPUT_NORM)), _HEAD),
+        "model": _MODEL,
         "mixer_norm": _MIXER_NORM,
         # an MLP is a block of its own in nemotron_h; its pre-norm is that block's attn_norm
         "ffn_norm": (TensorRule("weight", _tn(T.ATTN_NORM)),),

@@ -182,6 +182,15 @@ def channel_component(layer: LayerSpec) -> str | None:
     return "swiglu" if c.kind == ChannelMixer.SWIGLU else "mlp"
 
 
+def state_of(weights: Any) -> Mapping[str, Any]:
+    """What an exporter reads: a torch module's state dict, or a state dict as given."""
+    if hasattr(weights, "state_dict") and callable(weights.state_dict):
+        return weights.state_dict()
+    if isinstance(weights, Mapping):
+        return weights
+    raise TypeError(f"weights must be a torch module or a state dict, got {type(weights).__name__}")
+
+
 def to_numpy_state(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """A state dict of torch tensors (any dtype/device) or arrays -> float32 numpy arrays."""
     out: dict[str, np.ndarray] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from star.export.mixture import QuantModel, tensor_nbytes, tensor_types
 from star.export.quant import Quant, as_quant
 from star.export.quantize import quantize_file
 from star.export.targets import check_exportable
-from star.export.tensors import PlannedTensor, plan_tensors, to_numpy_state
+from star.export.tensors import PlannedTensor, plan_tensors, state_of, to_numpy_state
 from star.export.tokenizer import synthetic_tokenizer
 from star.export.validate import validate_metadata, validate_tensors
 from star.genome.spec import ArchSpec
@@ -97,14 +97,6 @@ class ExportPlan:
         return meta
 
 
-def _state_of(weights: Any) -> Mapping[str, Any]:
-    if hasattr(weights, "state_dict") and callable(weights.state_dict):
-        return weights.state_dict()
-    if isinstance(weights, Mapping):
-        return weights
-    raise TypeError(f"weights must be a torch module or a state dict, got {type(weights).__name__}")
-
-
 def plan_export(
     spec: ArchSpec, weights: Any, *, quant: Quant | str = Quant.F32, name: str | None = None
 ) -> ExportPlan:
@@ -115,7 +107,7 @@ def plan_export(
     """
     q = as_quant(quant)
     target = check_exportable(spec)
-    tensors = plan_tensors(spec, target, to_numpy_state(_state_of(weights)))
+    tensors = plan_tensors(spec, target, to_numpy_state(state_of(weights)))
     tokenizer = synthetic_tokenizer(spec.vocab_size)
     meta = build_metadata(spec, target, quant=q.written, tokenizer=tokenizer,
                           name=name or spec.name)

@@ -8,7 +8,7 @@ per-head RMSNorm on q and k BEFORE RoPE, rotate-half RoPE, scale 1/sqrt(head_dim
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,7 @@ from torch import nn
 
 from star.genome.spec import AttentionSpec
 from star.nn.cache import KVCache
+from star.nn.factory import Factory
 from star.nn.norm import RMSNorm
 from star.nn.rope import apply_rope, rope_cos_sin
 
@@ -53,8 +54,7 @@ class Attention(nn.Module):
         *,
         rope_theta: float,
         norm_eps: float,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        **factory: Unpack[Factory],
     ) -> None:
         super().__init__()
         if spec.n_heads % spec.n_kv_heads:
@@ -63,13 +63,13 @@ class Attention(nn.Module):
         self.rope_theta = rope_theta
         self._rope_key: tuple[object, ...] | None = None
         self._rope_tables: tuple[torch.Tensor, torch.Tensor] = (torch.empty(0), torch.empty(0))
-        self.q_proj = nn.Linear(d_model, spec.q_dim, bias=False, device=device, dtype=dtype)
-        self.k_proj = nn.Linear(d_model, spec.kv_dim, bias=False, device=device, dtype=dtype)
-        self.v_proj = nn.Linear(d_model, spec.kv_dim, bias=False, device=device, dtype=dtype)
-        self.o_proj = nn.Linear(spec.q_dim, d_model, bias=False, device=device, dtype=dtype)
+        self.q_proj = nn.Linear(d_model, spec.q_dim, bias=False, **factory)
+        self.k_proj = nn.Linear(d_model, spec.kv_dim, bias=False, **factory)
+        self.v_proj = nn.Linear(d_model, spec.kv_dim, bias=False, **factory)
+        self.o_proj = nn.Linear(spec.q_dim, d_model, bias=False, **factory)
         if spec.qk_norm:
-            self.q_norm = RMSNorm(spec.head_dim, norm_eps, device=device, dtype=dtype)
-            self.k_norm = RMSNorm(spec.head_dim, norm_eps, device=device, dtype=dtype)
+            self.q_norm = RMSNorm(spec.head_dim, norm_eps, **factory)
+            self.k_norm = RMSNorm(spec.head_dim, norm_eps, **factory)
 
     def _rope(
         self, pos: int, positions: torch.Tensor, dtype: torch.dtype

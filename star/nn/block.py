@@ -7,6 +7,7 @@ is one class plus one table row.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Unpack
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ from star.genome.spec import (
 )
 from star.nn.attention import Attention
 from star.nn.cache import LayerState
+from star.nn.factory import Factory
 from star.nn.ffn import MLP, SwiGLU
 from star.nn.linear_attention import LinearAttention
 from star.nn.moe import MoE
@@ -35,63 +37,49 @@ from star.nn.ssm import SSM
 
 Mixer = Attention | ShortConv | LinearAttention | SSM
 Channel = SwiGLU | MLP | MoE
-Device = torch.device | str | None
-MixerFactory = Callable[[TokenMixerSpec, ArchSpec, Device, torch.dtype | None], Mixer]
-ChannelFactory = Callable[[ChannelMixerSpec, ArchSpec, Device, torch.dtype | None], Channel]
+MixerFactory = Callable[[TokenMixerSpec, ArchSpec, Factory], Mixer]
+ChannelFactory = Callable[[ChannelMixerSpec, ArchSpec, Factory], Channel]
 
 
-def _attention(
-    op: TokenMixerSpec, arch: ArchSpec, device: Device, dtype: torch.dtype | None
-) -> Mixer:
+def _attention(op: TokenMixerSpec, arch: ArchSpec, factory: Factory) -> Mixer:
     assert isinstance(op, AttentionSpec)
     return Attention(
         op,
         arch.d_model,
         rope_theta=arch.rope_theta,
         norm_eps=arch.norm_eps,
-        device=device,
-        dtype=dtype,
+        **factory,
     )
 
 
-def _shortconv(
-    op: TokenMixerSpec, arch: ArchSpec, device: Device, dtype: torch.dtype | None
-) -> Mixer:
+def _shortconv(op: TokenMixerSpec, arch: ArchSpec, factory: Factory) -> Mixer:
     assert isinstance(op, ShortConvSpec)
-    return ShortConv(op, arch.d_model, device=device, dtype=dtype)
+    return ShortConv(op, arch.d_model, **factory)
 
 
-def _linear_attention(
-    op: TokenMixerSpec, arch: ArchSpec, device: Device, dtype: torch.dtype | None
-) -> Mixer:
+def _linear_attention(op: TokenMixerSpec, arch: ArchSpec, factory: Factory) -> Mixer:
     assert isinstance(op, LinearAttentionSpec)
-    return LinearAttention(op, arch.d_model, device=device, dtype=dtype)
+    return LinearAttention(op, arch.d_model, **factory)
 
 
-def _ssm(op: TokenMixerSpec, arch: ArchSpec, device: Device, dtype: torch.dtype | None) -> Mixer:
+def _ssm(op: TokenMixerSpec, arch: ArchSpec, factory: Factory) -> Mixer:
     assert isinstance(op, SSMSpec)
-    return SSM(op, arch.d_model, norm_eps=arch.norm_eps, device=device, dtype=dtype)
+    return SSM(op, arch.d_model, norm_eps=arch.norm_eps, **factory)
 
 
-def _swiglu(
-    op: ChannelMixerSpec, arch: ArchSpec, device: Device, dtype: torch.dtype | None
-) -> Channel:
+def _swiglu(op: ChannelMixerSpec, arch: ArchSpec, factory: Factory) -> Channel:
     assert isinstance(op, FFNSpec)
-    return SwiGLU(op, arch.d_model, device=device, dtype=dtype)
+    return SwiGLU(op, arch.d_model, **factory)
 
 
-def _mlp(
-    op: ChannelMixerSpec, arch: ArchSpec, device: Device, dtype: torch.dtype | None
-) -> Channel:
+def _mlp(op: ChannelMixerSpec, arch: ArchSpec, factory: Factory) -> Channel:
     assert isinstance(op, FFNSpec)
-    return MLP(op, arch.d_model, device=device, dtype=dtype)
+    return MLP(op, arch.d_model, **factory)
 
 
-def _moe(
-    op: ChannelMixerSpec, arch: ArchSpec, device: Device, dtype: torch.dtype | None
-) -> Channel:
+def _moe(op: ChannelMixerSpec, arch: ArchSpec, factory: Factory) -> Channel:
     assert isinstance(op, MoESpec)
-    return MoE(op, arch.d_model, device=device, dtype=dtype)
+    return MoE(op, arch.d_model, **factory)
 
 
 MIXERS: dict[TokenMixer, MixerFactory] = {
@@ -117,16 +105,12 @@ class Block(nn.Module):
         spec: ArchSpec,
         index: int,
         shared_mixer: Mixer | None = None,
-        *,
-        device: Device = None,
-        dtype: torch.dtype | None = None,
+        **factory: Unpack[Factory],
     ) -> None:
         super().__init__()
         layer = spec.layers[index]
         self.index = index
-        self.mixer_norm = make_norm(
-            layer.norm, spec.d_model, spec.norm_eps, device=device, dtype=dtype
-        )
+        self.mixer_norm = make_norm(layer.norm, spec.d_model, spec.norm_eps, **factory)
         if shared_mixer is not None:
             if shared_mixer.spec != layer.mixer:
                 raise ValueError(
@@ -135,14 +119,12 @@ class Block(nn.Module):
                 )
             self.mixer: Mixer = shared_mixer
         else:
-            self.mixer = MIXERS[layer.mixer.kind](layer.mixer, spec, device, dtype)
+            self.mixer = MIXERS[layer.mixer.kind](layer.mixer, spec, factory)
         self.ffn: Channel | None = None
         channel = layer.channel
         if channel is not None and channel.kind != ChannelMixer.NONE:
-            self.ffn_norm = make_norm(
-                layer.norm, spec.d_model, spec.norm_eps, device=device, dtype=dtype
-            )
-            self.ffn = CHANNELS[channel.kind](channel, spec, device, dtype)
+            self.ffn_norm = make_norm(layer.norm, spec.d_model, spec.norm_eps, **factory)
+            self.ffn = CHANNELS[channel.kind](channel, spec, factory)
 
     def new_state(self, batch_size: int) -> LayerState:
         return self.mixer.new_state(batch_size)

@@ -8,12 +8,15 @@ decode state (S, z) has constant size, which is what makes the operator cheap on
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from star.genome.spec import LinearAttentionSpec
 from star.nn.cache import LinearAttentionState
+from star.nn.factory import Factory
 
 DENOM_EPS = 1e-6
 CHUNK = 64
@@ -67,21 +70,14 @@ def chunked_linear_attention(
 class LinearAttention(nn.Module):
     """Multi-head causal linear attention; q/k/v/o projections without bias."""
 
-    def __init__(
-        self,
-        spec: LinearAttentionSpec,
-        d_model: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, spec: LinearAttentionSpec, d_model: int, **factory: Unpack[Factory]) -> None:
         super().__init__()
         self.spec = spec
         self.chunk = CHUNK  # tokens per chunk of the parallel form; 0 = plain recurrence
-        self.q_proj = nn.Linear(d_model, spec.inner_dim, bias=False, device=device, dtype=dtype)
-        self.k_proj = nn.Linear(d_model, spec.inner_dim, bias=False, device=device, dtype=dtype)
-        self.v_proj = nn.Linear(d_model, spec.inner_dim, bias=False, device=device, dtype=dtype)
-        self.o_proj = nn.Linear(spec.inner_dim, d_model, bias=False, device=device, dtype=dtype)
+        self.q_proj = nn.Linear(d_model, spec.inner_dim, bias=False, **factory)
+        self.k_proj = nn.Linear(d_model, spec.inner_dim, bias=False, **factory)
+        self.v_proj = nn.Linear(d_model, spec.inner_dim, bias=False, **factory)
+        self.o_proj = nn.Linear(spec.inner_dim, d_model, bias=False, **factory)
 
     def new_state(self, batch_size: int) -> LinearAttentionState:
         h, hd = self.spec.n_heads, self.spec.head_dim

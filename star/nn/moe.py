@@ -9,11 +9,14 @@ expert so compute scales with top_k, not with the number of experts. Routing:
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from star.genome.spec import MoESpec, Routing
+from star.nn.factory import Factory
 
 SIGMOID_NORM_FLOOR = 6.1e-5  # llama.cpp clamps the weight sum before dividing
 
@@ -42,30 +45,21 @@ class MoE(nn.Module):
     """Top-k SwiGLU experts: ``router`` (E, d), ``gate_exps``/``up_exps`` (E, ff, d), ``down_exps``
     (E, d, ff)."""
 
-    def __init__(
-        self,
-        spec: MoESpec,
-        d_model: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, spec: MoESpec, d_model: int, **factory: Unpack[Factory]) -> None:
         super().__init__()
         if not 0 < spec.top_k <= spec.n_experts:
             raise ValueError(f"top_k {spec.top_k} out of range for {spec.n_experts} experts")
         self.spec = spec
         e, f = spec.n_experts, spec.expert_dim
-        self.router = nn.Linear(d_model, e, bias=False, device=device, dtype=dtype)
+        self.router = nn.Linear(d_model, e, bias=False, **factory)
         if spec.expert_bias:
             # Set by load balancing, not by gradients (topk indices carry none anyway).
-            self.expert_bias = nn.Parameter(
-                torch.zeros(e, device=device, dtype=dtype), requires_grad=False
-            )
+            self.expert_bias = nn.Parameter(torch.zeros(e, **factory), requires_grad=False)
         else:
             self.register_parameter("expert_bias", None)
-        self.gate_exps = nn.Parameter(torch.empty(e, f, d_model, device=device, dtype=dtype))
-        self.up_exps = nn.Parameter(torch.empty(e, f, d_model, device=device, dtype=dtype))
-        self.down_exps = nn.Parameter(torch.empty(e, d_model, f, device=device, dtype=dtype))
+        self.gate_exps = nn.Parameter(torch.empty(e, f, d_model, **factory))
+        self.up_exps = nn.Parameter(torch.empty(e, f, d_model, **factory))
+        self.down_exps = nn.Parameter(torch.empty(e, d_model, f, **factory))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape

@@ -6,27 +6,23 @@ Both norms normalise in float32 and cast back before applying the weight, exactl
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from star.genome.spec import Norm
+from star.nn.factory import Factory
 
 
 class RMSNorm(nn.Module):
     """``w * x / rms(x)`` (no +1 offset), as in LFM2, llama.cpp ``LLM_NORM_RMS`` and Mamba-2."""
 
-    def __init__(
-        self,
-        dim: int,
-        eps: float,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, dim: int, eps: float, **factory: Unpack[Factory]) -> None:
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
+        self.weight = nn.Parameter(torch.ones(dim, **factory))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
@@ -48,18 +44,11 @@ class RMSNorm(nn.Module):
 class LayerNorm(nn.Module):
     """Classic LayerNorm with weight and bias (stored as ``weight`` / ``bias``)."""
 
-    def __init__(
-        self,
-        dim: int,
-        eps: float,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, dim: int, eps: float, **factory: Unpack[Factory]) -> None:
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
-        self.bias = nn.Parameter(torch.zeros(dim, device=device, dtype=dtype))
+        self.weight = nn.Parameter(torch.ones(dim, **factory))
+        self.bias = nn.Parameter(torch.zeros(dim, **factory))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
@@ -74,19 +63,12 @@ class LayerNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
-def make_norm(
-    kind: Norm,
-    dim: int,
-    eps: float,
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-) -> RMSNorm | LayerNorm:
+def make_norm(kind: Norm, dim: int, eps: float, **factory: Unpack[Factory]) -> RMSNorm | LayerNorm:
     """The norm module for a spec's ``Norm`` kind."""
     if kind == Norm.RMSNORM:
-        return RMSNorm(dim, eps, device=device, dtype=dtype)
+        return RMSNorm(dim, eps, **factory)
     if kind == Norm.LAYERNORM:
-        return LayerNorm(dim, eps, device=device, dtype=dtype)
+        return LayerNorm(dim, eps, **factory)
     raise ValueError(f"unknown norm kind {kind!r}")
 
 
@@ -97,21 +79,13 @@ class GroupedRMSNorm(nn.Module):
     weight still has one entry per channel (``norm.weight`` of size d_inner).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        groups: int,
-        eps: float,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, dim: int, groups: int, eps: float, **factory: Unpack[Factory]) -> None:
         super().__init__()
         if dim % groups:
             raise ValueError(f"dim {dim} not divisible into {groups} groups")
         self.groups = groups
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
+        self.weight = nn.Parameter(torch.ones(dim, **factory))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype

@@ -7,29 +7,25 @@ so decoding costs O(d * L) per token with a constant-size state.
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from star.genome.spec import ShortConvSpec
 from star.nn.cache import ConvState
+from star.nn.factory import Factory
 
 
 class ShortConv(nn.Module):
     """Gated short conv of width d_model; weights named exactly as HF (``conv.weight`` (d,1,L))."""
 
-    def __init__(
-        self,
-        spec: ShortConvSpec,
-        d_model: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, spec: ShortConvSpec, d_model: int, **factory: Unpack[Factory]) -> None:
         super().__init__()
         self.spec = spec
         self.d_model = d_model
-        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=False, device=device, dtype=dtype)
+        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=False, **factory)
         self.conv = nn.Conv1d(
             d_model,
             d_model,
@@ -37,10 +33,9 @@ class ShortConv(nn.Module):
             groups=d_model,
             bias=False,
             padding=0,
-            device=device,
-            dtype=dtype,
+            **factory,
         )
-        self.out_proj = nn.Linear(d_model, d_model, bias=False, device=device, dtype=dtype)
+        self.out_proj = nn.Linear(d_model, d_model, bias=False, **factory)
 
     def new_state(self, batch_size: int) -> ConvState:
         w = self.conv.weight

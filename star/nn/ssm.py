@@ -10,6 +10,7 @@ sequential recurrence up to float rounding; single-token decode runs the recurre
 from __future__ import annotations
 
 import math
+from typing import Unpack
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from torch import nn
 
 from star.genome.spec import SSMSpec
 from star.nn.cache import SSMState
+from star.nn.factory import Factory
 from star.nn.norm import GroupedRMSNorm
 
 CHUNK = 64
@@ -93,36 +95,27 @@ class SSM(nn.Module):
     """Mamba-2 mixer. Parameter names follow HF Mamba2 / the GGUF exporter contract."""
 
     def __init__(
-        self,
-        spec: SSMSpec,
-        d_model: int,
-        *,
-        norm_eps: float,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        self, spec: SSMSpec, d_model: int, *, norm_eps: float, **factory: Unpack[Factory]
     ) -> None:
         super().__init__()
         if spec.n_heads % spec.n_groups:
             raise ValueError(f"SSM n_heads {spec.n_heads} not a multiple of {spec.n_groups}")
         self.spec = spec
         self.chunk = CHUNK  # 0 = always run the sequential recurrence
-        self.in_proj = nn.Linear(d_model, spec.in_proj_dim, bias=False, device=device, dtype=dtype)
+        self.in_proj = nn.Linear(d_model, spec.in_proj_dim, bias=False, **factory)
         self.conv1d = nn.Conv1d(
             spec.conv_dim,
             spec.conv_dim,
             spec.conv_kernel,
             groups=spec.conv_dim,
             bias=True,
-            device=device,
-            dtype=dtype,
+            **factory,
         )
-        self.dt_bias = nn.Parameter(torch.zeros(spec.n_heads, device=device, dtype=dtype))
-        self.A_log = nn.Parameter(torch.zeros(spec.n_heads, device=device, dtype=dtype))
-        self.D = nn.Parameter(torch.ones(spec.n_heads, device=device, dtype=dtype))
-        self.norm = GroupedRMSNorm(
-            spec.d_inner, spec.n_groups, norm_eps, device=device, dtype=dtype
-        )
-        self.out_proj = nn.Linear(spec.d_inner, d_model, bias=False, device=device, dtype=dtype)
+        self.dt_bias = nn.Parameter(torch.zeros(spec.n_heads, **factory))
+        self.A_log = nn.Parameter(torch.zeros(spec.n_heads, **factory))
+        self.D = nn.Parameter(torch.ones(spec.n_heads, **factory))
+        self.norm = GroupedRMSNorm(spec.d_inner, spec.n_groups, norm_eps, **factory)
+        self.out_proj = nn.Linear(spec.d_inner, d_model, bias=False, **factory)
 
     def new_state(self, batch_size: int) -> SSMState:
         spec = self.spec

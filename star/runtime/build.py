@@ -24,10 +24,10 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from device_agents.llamacpp.local import cpu_model
 from star.runtime.info import RuntimeInfo
@@ -92,14 +92,10 @@ def build_dir() -> Path:
 
 def read_marker(directory: Path | None = None) -> RuntimeInfo | None:
     """The recorded build in ``directory`` (default: this host's), or None if absent or stale."""
-    directory = directory or build_dir()
-    try:
-        data = json.loads((directory / _MARKER).read_text())
-    except (OSError, ValueError):
+    data = read_marker_info((directory or build_dir()) / _MARKER)
+    if data is None:
         return None
-    if data.get("format") != _MARKER_FORMAT:
-        return None
-    info = RuntimeInfo.from_dict(data["info"])
+    info = RuntimeInfo.from_dict(data)
     # A cache someone pruned by hand is not a build: rebuild rather than fail later.
     needed = (info.llama_bench, info.llama_quantize, info.lib_dir / "libllama.so")
     if not all(p.exists() for p in needed):
@@ -134,6 +130,35 @@ def build_once(directory: Path, read: Callable[[], B | None], build: Callable[[]
         if found is not None:
             return found
         return build()
+
+
+def read_marker_info(path: Path) -> dict[str, Any] | None:
+    """The ``info`` a finished build recorded in its marker file ``path``; None when there is none,
+    it cannot be read, or it is of another format (a build to redo, not an error)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("format") != _MARKER_FORMAT:
+        return None
+    return data["info"]
+
+
+def write_marker(path: Path, info: dict[str, Any]) -> None:
+    """Record a finished build's ``info`` in ``path`` atomically: a reader sees no file or all
+    of it, so a build killed while writing is built again rather than half-read."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"format": _MARKER_FORMAT, "info": info}, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def compiler_version(cxx: str) -> str:
+    """The first line of ``cxx --version`` (recorded with a build); "" if it is not installed."""
+    if shutil.which(cxx) is None:
+        return ""
+    proc = subprocess.run([cxx, "--version"], capture_output=True, text=True)
+    return proc.stdout.splitlines()[0] if proc.returncode == 0 and proc.stdout else ""
 
 
 @contextmanager
@@ -242,11 +267,12 @@ def _run_logged(cmd: list[str], logfile: Path, *, log: bool) -> None:
         raise RuntimeBuildError(f"{cmd[0]} failed (exit {code}); log: {logfile}\n{tail}")
 
 
-def _build(directory: Path, *, jobs: int, log: bool) -> RuntimeInfo:
-    for tool in ("cmake", "c++"):
-        if shutil.which(tool) is None:
-            raise RuntimeBuildError(f"{tool} not found: apt-get install -y cmake g++ ninja-build")
-    started = time.monotonic()
+def cmake_build(
+    directory: Path, flags: Sequence[str], targets: Sequence[str], *, jobs: int, log: bool
+) -> tuple[str, Path]:
+    """Compile ``targets`` of the pinned llama.cpp with ``flags`` in a fresh ``directory`` (the
+    sdist under src/, cmake's tree under build/, its output in build.log): the one recipe of the
+    x86 and phone builds. Returns the verified commit and the build folder."""
     sdist = fetch_sdist()
     if directory.exists():
         shutil.rmtree(directory)  # a half-finished build from a killed process
@@ -257,11 +283,20 @@ def _build(directory: Path, *, jobs: int, log: bool) -> RuntimeInfo:
     build = directory / "build"
     logfile = directory / "build.log"
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    cmake_args = [*BUILD_FLAGS, f"-DLLAMA_BUILD_COMMIT={commit}", "-DLLAMA_BUILD_NUMBER=0"]
+    cmake_args = [*flags, f"-DLLAMA_BUILD_COMMIT={commit}", "-DLLAMA_BUILD_NUMBER=0"]
     _run_logged(["cmake", "-S", str(source), "-B", str(build), *generator, *cmake_args],
                 logfile, log=log)
     _run_logged(["cmake", "--build", str(build), "--config", "Release", "-j", str(jobs),
-                 "--target", *TARGETS], logfile, log=log)
+                 "--target", *targets], logfile, log=log)
+    return commit, build
+
+
+def _build(directory: Path, *, jobs: int, log: bool) -> RuntimeInfo:
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            raise RuntimeBuildError(f"{tool} not found: apt-get install -y cmake g++ ninja-build")
+    started = time.monotonic()
+    commit, build = cmake_build(directory, BUILD_FLAGS, TARGETS, jobs=jobs, log=log)
     bin_dir = build / "bin"
     completion = bin_dir / "llama-completion"
     info = RuntimeInfo(
@@ -276,7 +311,7 @@ def _build(directory: Path, *, jobs: int, log: bool) -> RuntimeInfo:
         lib_dir=_lib_dir(build),
         sdist_sha256=SDIST_SHA256,
         cpu_model=cpu_model(),
-        compiler=_compiler(),
+        compiler=compiler_version("c++"),
         build_seconds=round(time.monotonic() - started, 1),
     )
     reported = _reported_commit(info)
@@ -307,17 +342,8 @@ def _reported_commit(info: RuntimeInfo) -> str | None:
     return match.group(1) if match else None
 
 
-def _compiler() -> str:
-    proc = subprocess.run(["c++", "--version"], capture_output=True, text=True)
-    return proc.stdout.splitlines()[0] if proc.returncode == 0 and proc.stdout else ""
-
-
 def _write_marker(directory: Path, info: RuntimeInfo) -> None:
-    payload = {"format": _MARKER_FORMAT, "info": info.to_dict()}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".runtime-", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(tmp, directory / _MARKER)
+    write_marker(directory / _MARKER, info.to_dict())
 
 
 def _tail(text: str, lines: int = 5) -> str:

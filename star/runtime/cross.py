@@ -25,8 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +34,12 @@ from star.runtime.build import (
     LLAMA_CPP_PYTHON_VERSION,
     SDIST_SHA256,
     RuntimeBuildError,
-    _extract,
-    _run_logged,
     build_once,
     cache_root,
-    checked_commit,
-    fetch_sdist,
+    cmake_build,
+    compiler_version,
+    read_marker_info,
+    write_marker,
 )
 
 CROSS_CC = "aarch64-linux-gnu-gcc"
@@ -89,7 +87,6 @@ _COMMON_FLAGS: tuple[str, ...] = (
 )
 BUILD_TARGETS: tuple[str, ...] = ("llama-bench",)
 _MARKER = "runtime.json"
-_MARKER_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -133,18 +130,11 @@ def build_flags(target: str = DEFAULT_TARGET) -> tuple[str, ...]:
     return (*_COMMON_FLAGS, f"-DGGML_CPU_ARM_ARCH={TARGETS[target]}")
 
 
-def _compiler() -> str:
-    if shutil.which(CROSS_CXX) is None:
-        return ""
-    proc = subprocess.run([CROSS_CXX, "--version"], capture_output=True, text=True)
-    return proc.stdout.splitlines()[0] if proc.returncode == 0 and proc.stdout else ""
-
-
 def cross_build_dir(target: str = DEFAULT_TARGET) -> Path:
     """``<cache>/llama.cpp/<version>-<target>-<hash of flags, targets, sdist, compiler>``."""
     payload = json.dumps(
         {"flags": list(build_flags(target)), "targets": list(BUILD_TARGETS),
-         "sdist": SDIST_SHA256, "compiler": _compiler()},
+         "sdist": SDIST_SHA256, "compiler": compiler_version(CROSS_CXX)},
         sort_keys=True,
     )
     digest = hashlib.sha256(payload.encode()).hexdigest()[:10]
@@ -153,14 +143,10 @@ def cross_build_dir(target: str = DEFAULT_TARGET) -> Path:
 
 def read_phone_marker(target: str = DEFAULT_TARGET) -> PhoneRuntime | None:
     """The cached build for ``target``, or None if absent, stale or pruned by hand."""
-    directory = cross_build_dir(target)
-    try:
-        data = json.loads((directory / _MARKER).read_text())
-    except (OSError, ValueError):
+    data = read_marker_info(cross_build_dir(target) / _MARKER)
+    if data is None:
         return None
-    if data.get("format") != _MARKER_FORMAT:
-        return None
-    info = PhoneRuntime.from_dict(data["info"])
+    info = PhoneRuntime.from_dict(data)
     return info if info.llama_bench.is_file() else None
 
 
@@ -184,22 +170,8 @@ def _cross_build(target: str, directory: Path, *, jobs: int, log: bool) -> Phone
                 f"{tool} not found: apt-get install -y cmake crossbuild-essential-arm64"
             )
     started = time.monotonic()
-    sdist = fetch_sdist()
-    if directory.exists():
-        shutil.rmtree(directory)  # a half-finished build from a killed process
-    directory.mkdir(parents=True)
-    src_root = _extract(sdist, directory / "src")
-    commit = checked_commit(src_root)
-    build = directory / "build"
-    logfile = directory / "build.log"
-    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     flags = build_flags(target)
-    cmake_args = [*flags, f"-DLLAMA_BUILD_COMMIT={commit}", "-DLLAMA_BUILD_NUMBER=0"]
-    source = src_root / "vendor" / "llama.cpp"
-    _run_logged(["cmake", "-S", str(source), "-B", str(build), *generator, *cmake_args],
-                logfile, log=log)  # fmt: skip
-    _run_logged(["cmake", "--build", str(build), "--config", "Release", "-j", str(jobs),
-                 "--target", *BUILD_TARGETS], logfile, log=log)  # fmt: skip
+    commit, build = cmake_build(directory, flags, BUILD_TARGETS, jobs=jobs, log=log)
     bench = build / "bin" / "llama-bench"
     check_aarch64_static(bench)
     if commit != "unknown" and commit.encode() not in bench.read_bytes():
@@ -207,13 +179,10 @@ def _cross_build(target: str, directory: Path, *, jobs: int, log: bool) -> Phone
     info = PhoneRuntime(
         target=target, arch=TARGETS[target], version=LLAMA_CPP_PYTHON_VERSION, commit=commit,
         build_flags=flags, root=directory, llama_bench=bench, sdist_sha256=SDIST_SHA256,
-        compiler=_compiler(), build_seconds=round(time.monotonic() - started, 1),
+        compiler=compiler_version(CROSS_CXX), build_seconds=round(time.monotonic() - started, 1),
     )  # fmt: skip
     shutil.rmtree(directory / "src", ignore_errors=True)  # 100+ MB of source nobody reads again
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".runtime-", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"format": _MARKER_FORMAT, "info": info.to_dict()}, handle, indent=2)
-    os.replace(tmp, directory / _MARKER)
+    write_marker(directory / _MARKER, info.to_dict())
     return info
 
 

@@ -17,21 +17,25 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from star.runtime.build import RuntimeBuildError, build_once, cache_root
+from star.runtime.build import (
+    RuntimeBuildError,
+    build_once,
+    cache_root,
+    compiler_version,
+    read_marker_info,
+    write_marker,
+)
 
 RUNNER_NAME = "star-et-bench"
 _MARKER = "runner.json"
-_MARKER_FORMAT = 1
 # Shared libraries linked by name; --no-as-needed keeps the registration-only ones (kernels,
 # the XNNPACK delegate) whose static initialisers register operators and the backend.
 LIBRARIES = (
@@ -145,7 +149,7 @@ def build_key(package: Path, source: Path) -> str:
     payload = json.dumps(
         {"version": version, "git": _git_version(package), "package": str(package),
          "source": hashlib.sha256(source.read_bytes()).hexdigest(), "flags": list(CXX_FLAGS),
-         "defines": list(DEFINES), "libs": list(LIBRARIES), "compiler": _compiler(),
+         "defines": list(DEFINES), "libs": list(LIBRARIES), "compiler": compiler_version("g++"),
          "machine": platform.machine()},
         sort_keys=True,
     )  # fmt: skip
@@ -161,12 +165,12 @@ def read_runner_marker(directory: Path | None = None) -> RunnerInfo | None:
     """The recorded build in ``directory`` (default: this host's), or None if absent or stale."""
     try:
         directory = directory or build_dir()
-        data = json.loads((directory / _MARKER).read_text())
-    except (OSError, ValueError, RuntimeBuildError):
+    except RuntimeBuildError:
         return None
-    if data.get("format") != _MARKER_FORMAT:
+    data = read_marker_info(directory / _MARKER)
+    if data is None:
         return None
-    info = RunnerInfo.from_dict(data["info"])
+    info = RunnerInfo.from_dict(data)
     if not info.runner.exists() or not (info.package_dir / "lib/libexecutorch.so").exists():
         return None
     return info
@@ -177,13 +181,6 @@ def ensure_executorch_runner(*, log: bool = False) -> RunnerInfo:
     directory = build_dir()
     return build_once(directory, lambda: read_runner_marker(directory),
                       lambda: _build(directory, log=log))
-
-
-def _compiler() -> str:
-    if shutil.which("g++") is None:
-        return ""
-    proc = subprocess.run(["g++", "--version"], capture_output=True, text=True)
-    return proc.stdout.splitlines()[0] if proc.returncode == 0 and proc.stdout else ""
 
 
 def _build(directory: Path, *, log: bool) -> RunnerInfo:
@@ -211,13 +208,9 @@ def _build(directory: Path, *, log: bool) -> RunnerInfo:
         root=directory,
         package_dir=package,
         compile_flags=(*CXX_FLAGS, *(f"-D{d}" for d in DEFINES)),
-        compiler=_compiler(),
+        compiler=compiler_version("g++"),
         source_sha256=hashlib.sha256(source.read_bytes()).hexdigest(),
         build_seconds=round(time.monotonic() - started, 1),
     )
-    payload = {"format": _MARKER_FORMAT, "info": info.to_dict()}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".runner-", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(tmp, directory / _MARKER)
+    write_marker(directory / _MARKER, info.to_dict())
     return info

@@ -14,23 +14,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from device_agents.agent import Agent
 from device_agents.client import Backoff, CoordinatorClient, CoordinatorUnavailable
 from device_agents.protocol import ResultAck, ResultSubmission
 from device_agents.spool import Spool
 from tests.agents.fake_agent import FakeRunner
-from tests.factories import (
-    ROOT,
-    ProcessServer,
-    admin_headers,
-    api,
-    database_url,
-    make_settings,
-    migrated_database,
-    settings_env,
-)
+from tests.factories import ROOT, api, coordinator_process
 from tests.lab.conftest import Lab
 from tests.support.wait import wait_for
 
@@ -95,11 +84,9 @@ def test_agent_killed_mid_job_is_requeued_and_measured_once(lab: Lab, tmp_path: 
 
 
 def test_coordinator_restarted_mid_job_gets_the_spooled_result_once(tmp_path: Path) -> None:
-    url = database_url("sqlite", tmp_path)
-    migrated_database(url).dispose()
-    settings = make_settings(tmp_path, url, lease_seconds=30.0, reaper_interval_s=0.2)
-    server = ProcessServer(settings_env(settings)).start()
-    admin = httpx.Client(base_url=server.url, headers=admin_headers(), timeout=10)
+    db, server = coordinator_process(tmp_path, lease_seconds=30.0, reaper_interval_s=0.2)
+    db.dispose()
+    admin = server.admin(timeout_s=10)
     agent: Agent | None = None
     thread: threading.Thread | None = None
     try:

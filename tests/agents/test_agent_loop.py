@@ -26,7 +26,7 @@ from device_agents.client import (
 from device_agents.protocol import ArtifactRef, ResultSubmission
 from device_agents.spool import Spool
 from tests.agents.fake_agent import FakeRunner
-from tests.factories import api, free_port, make_report, wait_up
+from tests.factories import AppThread, api, free_port, make_report
 from tests.lab.conftest import Lab
 from tests.support.wait import wait_for
 
@@ -195,16 +195,13 @@ def test_lost_device_goes_offline_and_its_job_back_to_the_queue(lab: Lab, tmp_pa
 # --- 4xx: set aside at once; 5xx: retried, then given up ------------------------------------
 
 
-class Answering:
+class Answering(AppThread):
     """A real HTTP server (uvicorn in a thread) that answers every request with ``status``
     and counts them; /healthz answers 200 so that it can be waited for."""
 
     def __init__(self, status: int) -> None:
-        import uvicorn
-
         self.status = status
         self.hits = 0
-        self.url = f"http://127.0.0.1:{free_port()}"
 
         async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
             if scope["type"] != "http":
@@ -216,19 +213,7 @@ class Answering:
             await send({"type": "http.response.body",  # type: ignore[operator]
                         "body": b'{"detail": "internal error"}'})
 
-        port = int(self.url.rsplit(":", 1)[1])
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Answering:
-        self.thread.start()
-        wait_up(self.url)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
+        super().__init__(app)
 
 
 def test_a_500_is_retried_a_bounded_number_of_times_then_given_up() -> None:

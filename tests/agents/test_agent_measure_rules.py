@@ -27,7 +27,7 @@ from tests.lab.conftest import Lab
 from tests.support.adb_server import AdbServer
 from tests.support.emulated_phone import EmulatedPhone
 from tests.support.fake_llama_bench import write_fake_llama_bench
-from tests.support.procs import sleepers
+from tests.support.procs import sleepers, stop_owner
 from tests.support.wait import wait_for
 
 NO_NEIGHBOURS = QuietThresholds(max_load_1m=None, max_steal_pct=None, max_other_cpu_pct=None,
@@ -36,11 +36,9 @@ NO_NEIGHBOURS = QuietThresholds(max_load_1m=None, max_steal_pct=None, max_other_
 
 @pytest.fixture
 def tiny_model(tmp_path: Path) -> bytes:
-    from tests.runtime.tiny_gguf import TinyConfig, write_tiny_gguf
+    from tests.runtime.tiny_gguf import SMALLEST, write_tiny_gguf
 
-    config = TinyConfig(vocab=256, d_model=64, n_layers=1, n_head=2, n_head_kv=2, ffn=128,
-                        context_length=1024)  # fmt: skip
-    return write_tiny_gguf(tmp_path / "tiny.gguf", config).read_bytes()
+    return write_tiny_gguf(tmp_path / "tiny.gguf", SMALLEST).read_bytes()
 
 
 def _agent(lab: Lab, token: str, runner: object, tmp_path: Path) -> Agent:
@@ -105,17 +103,7 @@ def test_star_agent_run_leaves_no_benchmark_behind(
     agent = subprocess.Popen([sys.executable, "-m", "star.cli", "agent", "run", "--device", "lap"],
                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)  # fmt: skip
-    try:
-        wait_for("the benchmark to run", lambda: sleepers(marker), 60)
-        agent.send_signal(how)
-        output, _ = agent.communicate(timeout=30)
-        wait_for("the benchmark to end with its agent", lambda: not sleepers(marker), 10)
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-            agent.wait()
-        for pid in sleepers(marker):
-            os.kill(pid, signal.SIGKILL)
+    output = stop_owner(agent, how, marker, bench="the benchmark", by="its agent")
     if how == signal.SIGTERM:
         assert agent.returncode == 0, output
         state = _job(lab, job["id"])

@@ -40,11 +40,9 @@ def _profile(**overrides: object) -> DeviceProfile:
 
 @pytest.fixture
 def tiny_model(tmp_path: Path) -> bytes:
-    from tests.runtime.tiny_gguf import TinyConfig, write_tiny_gguf
+    from tests.runtime.tiny_gguf import SMALLEST, write_tiny_gguf
 
-    config = TinyConfig(vocab=256, d_model=64, n_layers=1, n_head=2, n_head_kv=2, ffn=128,
-                        context_length=1024)  # fmt: skip
-    return write_tiny_gguf(tmp_path / "tiny.gguf", config).read_bytes()
+    return write_tiny_gguf(tmp_path / "tiny.gguf", SMALLEST).read_bytes()
 
 
 def _job(lab: Lab, job_id: int) -> dict[str, Any]:

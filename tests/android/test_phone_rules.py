@@ -36,11 +36,9 @@ def _profile(**overrides: object) -> DeviceProfile:
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
-    from tests.runtime.tiny_gguf import TinyConfig, write_tiny_gguf
+    from tests.runtime.tiny_gguf import SMALLEST, write_tiny_gguf
 
-    config = TinyConfig(vocab=256, d_model=64, n_layers=1, n_head=2, n_head_kv=2, ffn=128,
-                        context_length=1024)  # fmt: skip
-    return write_tiny_gguf(tmp_path / "tiny.gguf", config)
+    return write_tiny_gguf(tmp_path / "tiny.gguf", SMALLEST)
 
 
 def _arg(outcome: RunOutcome, flag: str) -> str:

@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from star.db import Database, JobState, repo
@@ -35,15 +34,7 @@ from star.runtime.cross import PhoneRuntime
 from star.search import store
 from star.search.frontier import run_frontier
 from tests.conftest import ROOT
-from tests.factories import (
-    ProcessServer,
-    admin_headers,
-    api,
-    database_url,
-    make_settings,
-    migrated_database,
-    settings_env,
-)
+from tests.factories import api, coordinator_process
 from tests.runtime.fixtures import (  # noqa: F401  (fixtures: the pinned llama.cpp, both builds)
     phone_runtime,
     runtime,
@@ -144,13 +135,10 @@ def test_search_survives_a_killed_coordinator_and_matches_the_uninterrupted_run(
     tmp_path: Path, runtime: RuntimeInfo, adb: AdbServer, phone: EmulatedPhone,  # noqa: F811
     phone_runtime: PhoneRuntime,  # noqa: F811
 ) -> None:
-    url = database_url("sqlite", tmp_path)
-    db = migrated_database(url)
-    settings = make_settings(tmp_path, url, lease_seconds=60.0, engine_heartbeat_s=0.5,
-                             adopt_interval_s=0.5)
-    server = ProcessServer(settings_env(settings)).start()
+    db, server = coordinator_process(tmp_path, lease_seconds=60.0, engine_heartbeat_s=0.5,
+                                     adopt_interval_s=0.5)
     agents = Agents(tmp_path)
-    admin = httpx.Client(base_url=server.url, headers=admin_headers(), timeout=60)
+    admin = server.admin(timeout_s=60)
     try:
         tokens = {}
         for body in ({"name": "lap", "kind": "x86"},

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from star.db import repo
@@ -21,15 +20,7 @@ from star.genome import Genome, load_genome
 from star.runtime.executorch import RunnerInfo
 from star.search.frontier import run_frontier
 from tests.conftest import ROOT
-from tests.factories import (
-    ProcessServer,
-    admin_headers,
-    api,
-    database_url,
-    make_settings,
-    migrated_database,
-    settings_env,
-)
+from tests.factories import api, coordinator_process
 from tests.search.conftest import DEPLOY, PROXY
 from tests.support.wait import wait_for
 
@@ -52,11 +43,8 @@ def test_an_executorch_search_measures_pte_jobs_and_fronts_genomes_llama_cpp_can
 ) -> None:
     assert not llama_cpp_runs(list(load_genome(MIXED).genes))  # the premise
     assert not llama_cpp_runs(list(load_genome(LINEAR).genes))
-    url = database_url("sqlite", tmp_path)
-    db = migrated_database(url)
-    settings = make_settings(tmp_path, url, lease_seconds=120.0)
-    server = ProcessServer(settings_env(settings)).start()
-    admin = httpx.Client(base_url=server.url, headers=admin_headers(), timeout=60)
+    db, server = coordinator_process(tmp_path, lease_seconds=120.0)
+    admin = server.admin(timeout_s=60)
     agent = None
     log = tmp_path / "agent.log"
     try:

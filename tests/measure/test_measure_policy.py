@@ -4,6 +4,7 @@ process deadlines, and the pure selection rule."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from device_agents.llamacpp.local import run_local_bench
 from device_agents.measure_policy import flaws, pick
 from device_agents.protocol import RemeasurePolicy
 from device_agents.schemas import ContextMeasurement, Stat, Thermal
-from tests.runtime.tiny_gguf import TinyConfig, write_tiny_gguf
+from tests.runtime.tiny_gguf import SMALLEST, write_tiny_gguf
 from tests.support.fake_llama_bench import expected_samples_ns, write_fake_llama_bench
 
 SETTINGS = BenchSettings(threads=1, n_gen=4, repetitions=3)
@@ -21,8 +22,7 @@ SETTINGS = BenchSettings(threads=1, n_gen=4, repetitions=3)
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = TinyConfig(vocab=256, d_model=64, n_layers=1, n_head=2, n_head_kv=2, ffn=128,
-                        context_length=4096)  # fmt: skip
+    config = dataclasses.replace(SMALLEST, context_length=4096)
     return write_tiny_gguf(tmp_path_factory.mktemp("policy") / "tiny.gguf", config)
 
 

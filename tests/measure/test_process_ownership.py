@@ -14,9 +14,9 @@ import pytest
 
 from device_agents.llamacpp.local import run_process
 from tests.conftest import ROOT
-from tests.runtime.tiny_gguf import TinyConfig, write_tiny_gguf
+from tests.runtime.tiny_gguf import SMALLEST, write_tiny_gguf
 from tests.support.fake_llama_bench import write_fake_llama_bench
-from tests.support.procs import sleepers
+from tests.support.procs import sleepers, stop_owner
 from tests.support.wait import wait_for
 
 
@@ -28,8 +28,7 @@ from tests.support.wait import wait_for
 def test_stopping_star_bench_stops_its_llama_bench(
     tmp_path: Path, how: signal.Signals, exit_code: int
 ) -> None:
-    model = write_tiny_gguf(tmp_path / "tiny.gguf", TinyConfig(vocab=256, d_model=64, n_layers=1,
-                            n_head=2, n_head_kv=2, ffn=128, context_length=1024))  # fmt: skip
+    model = write_tiny_gguf(tmp_path / "tiny.gguf", SMALLEST)
     marker = f"{80 + how / 100:.2f}"  # a sleep only this test's benchmark runs
     fake = write_fake_llama_bench(tmp_path / "bin", mode="sleep", sleep_s=float(marker))
     bench = subprocess.Popen(
@@ -41,17 +40,7 @@ def test_stopping_star_bench_stops_its_llama_bench(
         # (CI scripts, nohup) inherits SIGINT *ignored*, and Ctrl-C could not reach it at all
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    try:
-        wait_for("llama-bench to start", lambda: sleepers(marker), 60)
-        bench.send_signal(how)
-        output, _ = bench.communicate(timeout=30)
-        wait_for("llama-bench to end with star bench", lambda: not sleepers(marker), 10)
-    finally:
-        if bench.poll() is None:
-            bench.kill()
-            bench.wait()
-        for pid in sleepers(marker):
-            os.kill(pid, signal.SIGKILL)
+    output = stop_owner(bench, how, marker, bench="llama-bench", by="star bench")
     assert bench.returncode == exit_code, output
 
 

@@ -33,6 +33,11 @@ class TinyConfig:
         return 2 * self.n_layers * self.n_head_kv * self.head_dim * bytes_per_element
 
 
+# The smallest model llama-bench runs: for the tests that time processes, not the model.
+SMALLEST = TinyConfig(vocab=256, d_model=64, n_layers=1, n_head=2, n_head_kv=2, ffn=128,
+                      context_length=1024)  # fmt: skip
+
+
 def write_tiny_gguf(path: str | Path, config: TinyConfig | None = None, *, seed: int = 0) -> Path:
     """Write a random ``llama`` GGUF at ``path`` and return the path."""
     config = config or TinyConfig()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.support.wait import wait_for
 
 
 def _argvs() -> Iterator[tuple[int, list[bytes]]]:
@@ -50,3 +54,23 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def stop_owner(
+    owner: subprocess.Popen[str], how: signal.Signals, marker: str, *, bench: str, by: str
+) -> str:
+    """Once ``owner``'s benchmark (``sleepers(marker)``) runs, send ``how`` to ``owner``; wait
+    for both to end and return ``owner``'s output. Whatever still runs after is killed, so a
+    failing test leaves no process behind."""
+    try:
+        wait_for(f"{bench} to start", lambda: sleepers(marker), 60)
+        owner.send_signal(how)
+        output, _ = owner.communicate(timeout=30)
+        wait_for(f"{bench} to end with {by}", lambda: not sleepers(marker), 10)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        for pid in sleepers(marker):
+            os.kill(pid, signal.SIGKILL)
+    return output
