@@ -27,6 +27,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from star.export.hf import hf_name_map  # noqa: E402  (the one home of HF names)
+from star.export.hf_config import hf_config  # noqa: E402
+from star.export.hf_targets import check_hf_exportable  # noqa: E402
 from star.genome.spec import ArchSpec, AttentionSpec, FFNSpec, LayerSpec, Norm, ShortConvSpec  # noqa: E402
 from star.nn import StarModel  # noqa: E402
 
@@ -44,26 +46,11 @@ def lfm2_layer_types(n_layers: int) -> list[str]:
 
 
 def build_pair(args: argparse.Namespace) -> tuple[torch.nn.Module, StarModel]:
+    """HF's model from the config our exporter writes for the spec (the one home of HF config),
+    initialised by HF; ours loads the same weights."""
     import transformers
 
     types = lfm2_layer_types(args.layers)
-    config = transformers.Lfm2Config(
-        vocab_size=args.vocab,
-        hidden_size=args.d,
-        intermediate_size=args.ff,
-        num_hidden_layers=args.layers,
-        num_attention_heads=args.heads,
-        num_key_value_heads=args.kv_heads,
-        layer_types=types,
-        block_auto_adjust_ff_dim=False,
-        conv_L_cache=3,
-        tie_word_embeddings=True,
-        norm_eps=1e-5,
-        max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e6},
-    )
-    torch.manual_seed(0)
-    hf = transformers.Lfm2ForCausalLM(config)
     hd = args.d // args.heads
     layers = tuple(
         LayerSpec(
@@ -78,6 +65,9 @@ def build_pair(args: argparse.Namespace) -> tuple[torch.nn.Module, StarModel]:
         for i, kind in enumerate(types)
     )
     spec = ArchSpec("bench", args.d, args.vocab, True, 1e6, 1e-5, 4096, layers)
+    config = hf_config(spec, check_hf_exportable(spec), dtype="f32")
+    torch.manual_seed(0)
+    hf = transformers.Lfm2ForCausalLM(transformers.AutoConfig.for_model(**config))
     ours = StarModel(spec)
     hf_to_ours = hf_name_map(spec)
     state = {hf_to_ours[k]: v for k, v in hf.state_dict().items() if k != "lm_head.weight"}

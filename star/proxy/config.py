@@ -16,27 +16,20 @@ and ``tasks:`` away; ``ProxyConfig.quick()`` is the older CPU preset. Every fiel
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-TaskName = Literal[
+MadTaskName = Literal[
     "in_context_recall",
     "fuzzy_recall",
     "noisy_recall",
     "selective_copying",
     "compression",
     "memorization",
-    "text",
 ]
-MAD_TASKS: tuple[TaskName, ...] = (
-    "in_context_recall",
-    "fuzzy_recall",
-    "noisy_recall",
-    "selective_copying",
-    "compression",
-    "memorization",
-)
+TaskName = Literal[MadTaskName, "text"]
+MAD_TASKS: tuple[MadTaskName, ...] = get_args(MadTaskName)
 ALL_TASKS: tuple[TaskName, ...] = (*MAD_TASKS, "text")
 DEFAULT_TASKS: tuple[TaskName, ...] = ("text",)
 
