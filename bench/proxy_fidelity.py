@@ -24,9 +24,9 @@ and ``--analyse`` reprints without training.
 Recipe ``s20t`` (the text component of ``s20ti``) is exactly the ``ProxyConfig`` defaults.
 
 Quick check (~3 CPU-minutes): ``python bench/proxy_fidelity.py --quick``
-README figure (17 genomes, 2 proxy and 2 reference seeds; ~25 CPU-minutes):
+README figures (17 genomes, 2 proxy and 2 reference seeds; ~30 CPU-minutes):
 ``nice -n 15 python bench/proxy_fidelity.py --ref-seeds 2 --recipes
-s10t,s20ti,s40t,s60ti,s20,s20t-lr1e-3,s20t-lr1e-2``
+s20t,s20t-sp,s20t-fp32,s40t,s40t-sp,s20ti,s20ti-sp,s10t,s60ti,s20t-b8,s20t-seq64,s20t-w128``
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 
 The defaults are the recipe chosen by measured fidelity (bench/proxy_fidelity.py, issue #10):
 validation loss on the bundled public-domain English corpus after 20 AdamW steps of 16 windows of
-32 byte-level tokens (lr 3e-3, warmup 10%, cosine; text and task sizes at ``scale`` 0.1), bf16
-autocast where the CPU multiplies bf16 natively, one thread. Against a 2x wider model trained on
-24x the tokens it ranked 17 architectures with Spearman +0.89 [90% CI +0.70, +0.94] (the
-reference's own seed-to-seed Spearman: +0.92) at 0.8 CPU-seconds per 6-layer candidate; 10 steps,
-40-60 steps, lr 1e-3 or 1e-2, and adding MAD tasks all ranked them worse against that reference,
-so the MAD tasks are opt-in (``tasks:``, ``weights:``). MAD's full-size
+32 byte-level tokens (lr 3e-3, warmup 10%, cosine; text and task sizes at ``scale`` 0.1),
+width-aware (muP) initialisation and learning rates, bf16 autocast where the CPU multiplies bf16
+natively, one thread. Against a 2x wider model trained on 24x the tokens it ranked 17
+architectures with Spearman +0.95 [90% CI +0.81, +0.97] (the reference's own seed-to-seed
+Spearman: +0.92) at 0.6 CPU-seconds per 6-layer candidate; 10 or 40-60 steps, batch 8, 64-token
+windows, width 128, the standard parametrization and adding MAD tasks all ranked them worse
+against that reference, so the MAD tasks are opt-in (``tasks:``, ``weights:``). MAD's full-size
 settings (Poli et al. 2024; FACTS.md: six tasks, batch 128, 12,800 examples) remain ``scale: 1.0``
 and ``tasks:`` away; ``ProxyConfig.quick()`` is the older CPU preset. Every field here is plain data
 (JSON/YAML round-trips), so a config travels to worker processes and Ray workers unchanged.
@@ -121,7 +122,8 @@ class ProxyConfig(BaseModel):
 
     # Where: "auto" = cuda if available else cpu. ``amp``: bf16 autocast (matmuls in bf16, fp32
     # weights, norms, losses and SSM / linear-attention scans) on CUDA and on CPUs with native bf16
-    # matmul (AVX512-BF16, AMX), where it trains ~3x faster (bench/model_throughput.py).
+    # matmul (AVX512-BF16, AMX), where it trains 1.7x (proxy shape) to 2.5x (d_model 256) faster
+    # than fp32 (bench/model_throughput.py) and ranks candidates alike (bench/proxy_fidelity.py).
     device: str = "auto"
     amp: bool = True
     # Intra-op threads of one training (None: one thread in-process, as the pool's default: the
