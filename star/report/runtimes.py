@@ -73,9 +73,9 @@ def runtime_agreement(data: RunData) -> RuntimeAgreement | None:
         calibration[f] = statistics.median(lfm2) if lfm2 else None
         rhos = []
         for context in sorted({p.context for p in pairs}):
-            both = [(p.primary[f], p.other[f]) for p in pairs if p.context == context
-                    and p.primary.get(f) is not None and p.other.get(f) is not None]
-            rho = _spearman([float(a) for a, _ in both], [float(b) for _, b in both])
+            both = [(a, b) for p in pairs if p.context == context
+                    and (a := p.primary.get(f)) is not None and (b := p.other.get(f)) is not None]
+            rho = _spearman([a for a, _ in both], [b for _, b in both])
             if rho is not None:
                 rhos.append(rho)
         rank[f] = statistics.median(rhos) if rhos else None

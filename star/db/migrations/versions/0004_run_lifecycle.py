@@ -31,7 +31,7 @@ SHUTDOWN = "coordinator shut down"
 KEYS = ("status", "status_reason", "stop_requested", "heartbeat_at", "engine")
 
 
-def _runs() -> sa.Table:
+def _runs() -> sa.TableClause:
     return sa.table(
         "runs", sa.column("id", sa.Integer), sa.column("config", sa.JSON),
         sa.column("status", sa.String), sa.column("status_reason", sa.Text),
